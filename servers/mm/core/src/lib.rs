@@ -19,5 +19,6 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod frame;
 pub mod memory;
 pub mod pages;
