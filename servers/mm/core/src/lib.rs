@@ -21,4 +21,6 @@ extern crate std;
 pub mod addr;
 pub mod frame;
 pub mod memory;
+pub mod mempool;
 pub mod pages;
+pub mod slab;
