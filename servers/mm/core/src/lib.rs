@@ -24,3 +24,4 @@ pub mod memory;
 pub mod mempool;
 pub mod pages;
 pub mod slab;
+pub mod vm;
