@@ -146,9 +146,11 @@ pub enum Invocation {
     /// node_depth, node_offset, num_objects)`: create `num_objects` objects
     /// and place their caps in consecutive empty slots from `node_offset` of
     /// the CNode found at (`node_index`, `node_depth`) from `root`.
-    /// Errors: InvalidArgument (unknown type: 0; bad size: 1), RangeError
-    /// (num_objects outside 1..=256, or past the CNode's end), FailedLookup,
-    /// DeleteFirst (a destination slot is occupied), NotEnoughMemory.
+    /// Errors: InvalidArgument (unknown type: 0; bad size: 1; a type other
+    /// than a frame or an Untyped from a device Untyped: 1, as seL4),
+    /// RangeError (num_objects outside 1..=256, or past the CNode's end),
+    /// FailedLookup, DeleteFirst (a destination slot is occupied),
+    /// NotEnoughMemory.
     UntypedRetype {
         /// [`crate::object::ObjectType`] number.
         object_type: Word,
@@ -347,8 +349,10 @@ pub enum Invocation {
     /// at `vaddr` (aligned to the frame's size). Errors: AlignmentError,
     /// InvalidArgument (outside user space: 0), FailedLookup (a table on the
     /// way is missing), DeleteFirst (something is mapped there),
-    /// InvalidCapability (the frame cap is mapped elsewhere already: a frame
-    /// cap maps at one place; copy the cap for a second mapping).
+    /// InvalidCapability 1 (the frame cap is mapped in another VSpace),
+    /// InvalidArgument 0 (it is mapped at another address in this one: a
+    /// frame cap maps at one place; copy the cap for a second mapping),
+    /// InvalidArgument 1 (the rights, masked by the cap's, lack Read).
     /// Mapping again at the same address with the same cap changes its rights.
     PageMap {
         /// Virtual address.
@@ -369,7 +373,12 @@ pub enum Invocation {
     /// consecutive CPtrs from `first_frame` at consecutive addresses from
     /// `vaddr`. All frames must be of one size. Either every frame is mapped
     /// or, on any error, none is: the reply's MR0 is then the index of the
-    /// frame at fault (the error detail follows in MR1...).
+    /// frame at fault, `Word::MAX` when the error concerns no single frame
+    /// (count out of range, a VSpace without ASID), and the error's usual
+    /// details follow in MR1... A frame's errors are those of `PageMap` for it
+    /// (capability 0 being the frame), with a frame mapped anywhere but at its
+    /// place in the run InvalidCapability 0 and frames of unequal sizes
+    /// InvalidArgument 0.
     VSpaceMapFrames {
         /// CPtr of the first frame cap.
         first_frame: Word,
