@@ -1,15 +1,16 @@
 //! The kernel console: the PL011 UART named by the device tree.
 //!
-//! [`Pl011`] implements `embedded_io::Write` (and `core::fmt::Write`); the
-//! [`kprintln!`](crate::kprintln) macro prints through the one global console
-//! once [`init`] has given it the UART's address.
+//! [`Pl011`] implements `embedded_io::Write`, `embedded_hal_nb::serial::Write`
+//! and `core::fmt::Write`; the [`kprintln!`](crate::kprintln) macro prints
+//! through the one global console once [`init`] has given it the UART's
+//! (mapped) address.
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// Data register: a write transmits one byte.
+/// UARTDR: the data register; a write transmits one byte.
 const UARTDR: usize = 0x000;
-/// Flag register.
+/// UARTFR: the flag register.
 const UARTFR: usize = 0x018;
 /// `UARTFR.TXFF`: the transmit FIFO is full.
 const FR_TXFF: u32 = 1 << 5;
@@ -30,14 +31,20 @@ impl Pl011 {
         Pl011 { base }
     }
 
-    fn write_byte(&mut self, byte: u8) {
+    fn tx_full(&self) -> bool {
         // SAFETY: `base` is a mapped PL011 register block (the constructor's
-        // contract); UARTFR and UARTDR are 32-bit registers at these offsets,
-        // accessed with volatile operations as MMIO requires.
-        unsafe {
-            while core::ptr::read_volatile((self.base + UARTFR) as *const u32) & FR_TXFF != 0 {}
-            core::ptr::write_volatile((self.base + UARTDR) as *mut u32, u32::from(byte));
-        }
+        // contract); UARTFR is a 32-bit register read with a volatile access.
+        unsafe { core::ptr::read_volatile((self.base + UARTFR) as *const u32) & FR_TXFF != 0 }
+    }
+
+    fn put(&mut self, byte: u8) {
+        // SAFETY: as in `tx_full`, for the 32-bit UARTDR.
+        unsafe { core::ptr::write_volatile((self.base + UARTDR) as *mut u32, u32::from(byte)) }
+    }
+
+    fn write_byte(&mut self, byte: u8) {
+        while self.tx_full() {}
+        self.put(byte);
     }
 }
 
@@ -54,6 +61,24 @@ impl embedded_io::Write for Pl011 {
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+impl embedded_hal_nb::serial::ErrorType for Pl011 {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_hal_nb::serial::Write<u8> for Pl011 {
+    fn write(&mut self, word: u8) -> embedded_hal_nb::nb::Result<(), Self::Error> {
+        if self.tx_full() {
+            return Err(embedded_hal_nb::nb::Error::WouldBlock);
+        }
+        self.put(word);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> embedded_hal_nb::nb::Result<(), Self::Error> {
         Ok(())
     }
 }
@@ -82,14 +107,29 @@ pub unsafe fn init(base: usize) {
     CONSOLE_BASE.store(base, Ordering::Release);
 }
 
+fn console() -> Option<Pl011> {
+    let base = CONSOLE_BASE.load(Ordering::Acquire);
+    // SAFETY: a non-zero base was stored by `init`, whose contract makes it
+    // a valid PL011 register block for the rest of the kernel's life.
+    (base != 0).then(|| unsafe { Pl011::new(base) })
+}
+
 /// Writes formatted text to the console; does nothing before [`init`].
 pub fn print(args: fmt::Arguments<'_>) {
-    let base = CONSOLE_BASE.load(Ordering::Acquire);
-    if base != 0 {
-        // SAFETY: a non-zero base was stored by `init`, whose contract makes
-        // it a valid PL011 register block for the rest of the kernel's life.
-        let mut uart = unsafe { Pl011::new(base) };
+    if let Some(mut uart) = console() {
         let _ = fmt::Write::write_fmt(&mut uart, args);
+    }
+}
+
+/// Writes raw bytes (a process's DebugPutString), turning `\n` into `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    if let Some(mut uart) = console() {
+        for &b in bytes {
+            if b == b'\n' {
+                uart.write_byte(b'\r');
+            }
+            uart.write_byte(b);
+        }
     }
 }
 

@@ -45,6 +45,12 @@ pub struct BootInfo<'a> {
     pub uart: Option<PhysRange>,
     /// The command line (`/chosen/bootargs`, set by QEMU's `-append`).
     pub cmdline: &'a str,
+    /// The GICv2 distributor and CPU interface register blocks.
+    pub gic: Option<(PhysRange, PhysRange)>,
+    /// The window holding every `virtio,mmio` transport.
+    pub virtio: Option<PhysRange>,
+    /// The PL031 real-time clock's registers and interrupt ID.
+    pub rtc: Option<(PhysRange, u32)>,
     /// Size of the device tree blob itself.
     pub dtb_size: usize,
 }
@@ -94,11 +100,73 @@ impl<'a> BootInfo<'a> {
                 size: r.size.unwrap_or(0x1000) as u64,
             });
 
+        let gic = fdt
+            .find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"])
+            .and_then(|n| {
+                let mut regs = n.reg()?;
+                let mut next = || {
+                    regs.next().map(|r| PhysRange {
+                        base: r.starting_address as u64,
+                        size: r.size.unwrap_or(0x1000) as u64,
+                    })
+                };
+                Some((next()?, next()?))
+            });
+        let mut virtio: Option<PhysRange> = None;
+        for node in fdt.all_nodes() {
+            let is_virtio = node
+                .compatible()
+                .is_some_and(|c| c.all().any(|s| s == "virtio,mmio"));
+            if !is_virtio {
+                continue;
+            }
+            for r in node.reg().into_iter().flatten() {
+                let (base, end) = (
+                    r.starting_address as u64,
+                    r.starting_address as u64 + r.size.unwrap_or(0x200) as u64,
+                );
+                virtio = Some(match virtio {
+                    None => PhysRange {
+                        base,
+                        size: end - base,
+                    },
+                    Some(v) => {
+                        let lo = v.base.min(base);
+                        PhysRange {
+                            base: lo,
+                            size: v.end().max(end) - lo,
+                        }
+                    }
+                });
+            }
+        }
+
+        let rtc = fdt.find_compatible(&["arm,pl031"]).and_then(|n| {
+            let r = n.reg()?.next()?;
+            let irq = n.property("interrupts").and_then(|p| {
+                let cells: [u8; 8] = p.value.get(..8)?.try_into().ok()?;
+                let kind = u32::from_be_bytes(cells[..4].try_into().ok()?);
+                let number = u32::from_be_bytes(cells[4..].try_into().ok()?);
+                // GIC bindings: type 0 is an SPI (ID 32 + n), 1 a PPI (16 + n).
+                Some(if kind == 0 { 32 + number } else { 16 + number })
+            })?;
+            Some((
+                PhysRange {
+                    base: r.starting_address as u64,
+                    size: r.size.unwrap_or(0x1000) as u64,
+                },
+                irq,
+            ))
+        });
+
         Ok(BootInfo {
             memory,
             memory_count,
             uart,
             cmdline: fdt.chosen().bootargs().unwrap_or(""),
+            gic,
+            virtio,
+            rtc,
             dtb_size: fdt.total_size(),
         })
     }
@@ -159,6 +227,18 @@ mod tests {
     fn finds_the_pl011() {
         let info = BootInfo::parse(A53_1G).unwrap();
         assert_eq!(info.uart.map(|u| u.base), Some(0x0900_0000));
+    }
+
+    #[test]
+    fn finds_the_gic_and_the_virtio_window() {
+        let info = BootInfo::parse(A53_1G).unwrap();
+        let (dist, cpu) = info.gic.unwrap();
+        assert_eq!(dist.base, 0x0800_0000);
+        assert_eq!(cpu.base, 0x0801_0000);
+        let v = info.virtio.unwrap();
+        assert_eq!((v.base, v.size), (0x0a00_0000, 0x4000));
+        let (rtc, irq) = info.rtc.unwrap();
+        assert_eq!((rtc.base, irq), (0x0901_0000, 34));
     }
 
     #[test]

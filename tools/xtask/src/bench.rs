@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Result, cross, qemu, qemu_tests};
+use crate::{Result, qemu, qemu_tests};
 
 /// A peer measured in the same run.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -267,12 +267,15 @@ fn qemu_benches(root: &Path, filter: Option<&str>) -> Result<Vec<Figure>> {
     if runs.is_empty() {
         return Ok(Vec::new());
     }
-    let kernel = cross::build_boot_image(root)?;
+    let mut tests_used: Vec<&qemu_tests::Test> = runs.iter().map(|(t, _)| *t).collect();
+    tests_used.dedup_by(|a, b| a.name == b.name);
+    let bin_dir = qemu_tests::build_for(root, &tests_used)?;
     let mut figures = Vec::new();
     for (test, bench) in runs {
+        let kernel = test.image(root, &bin_dir)?;
         println!("bench: QEMU {}/{} (-icount shift=0)", test.name, bench.name);
         let config = qemu::Config {
-            kernel: kernel.clone(),
+            kernel,
             cpu: bench.cpu.clone(),
             memory: bench.memory.clone(),
             append: bench.append.clone(),

@@ -1,7 +1,8 @@
 //! The build tool: builds boot images, boots them in QEMU, runs every test and the benchmarks.
 //!
 //! ```text
-//! cargo xtask run [--cpu C] [--memory M] [--append ARGS]   build the boot image and boot it
+//! cargo xtask run [--cpu C] [--memory M] [--append ARGS] [--image TEST]
+//!                                                           build the boot image and boot it
 //! cargo xtask build                                         build the boot image only
 //! cargo xtask test [--host | --qemu] [FILTER]               every test; ends with `N passed, M failed`
 //! cargo xtask qemu-test [--bless] [FILTER]                  the QEMU test images only
@@ -15,6 +16,7 @@
 mod bench;
 mod cross;
 mod host_tests;
+mod image;
 mod qemu;
 mod qemu_tests;
 
@@ -34,7 +36,8 @@ fn workspace_root() -> PathBuf {
 }
 
 const USAGE: &str = "usage: cargo xtask <run|build|test|qemu-test|bench|help> [options]
-  run [--cpu C] [--memory M] [--append ARGS]  build the boot image and boot it in QEMU
+  run [--cpu C] [--memory M] [--append ARGS] [--image TEST]
+                                               build the boot image (with TEST's processes) and boot it
   build                                        build the boot image
   test [--host | --qemu] [FILTER]              host tests and QEMU test images; summary line
   qemu-test [--bless] [FILTER]                 QEMU test images only (--bless rewrites expected output)
@@ -77,15 +80,28 @@ fn main() -> ExitCode {
 
 fn cmd_run(root: &std::path::Path, mut args: impl Iterator<Item = String>) -> Result<bool> {
     let mut config = qemu::Config::default();
+    let mut image = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--image" => image = Some(take_value(&mut args, "--image")?),
             "--cpu" => config.cpu = take_value(&mut args, "--cpu")?,
             "--memory" => config.memory = take_value(&mut args, "--memory")?,
             "--append" => config.append = take_value(&mut args, "--append")?,
             other => return Err(format!("run: unknown option `{other}`\n{USAGE}")),
         }
     }
-    config.kernel = cross::build_boot_image(root)?;
+    config.kernel = match image {
+        None => cross::build_boot_image(root)?,
+        Some(name) => {
+            let tests = qemu_tests::discover(root)?;
+            let test = tests
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| format!("run: no test image `{name}` in tests/qemu"))?;
+            let bin_dir = qemu_tests::build_for(root, &[test])?;
+            test.image(root, &bin_dir)?
+        }
+    };
     config.echo = true;
     config.interactive = true;
     println!(

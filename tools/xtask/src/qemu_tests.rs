@@ -13,11 +13,13 @@
 //! append = ""                    # kernel command line (default empty)
 //! expected = "a53-1g.expected"   # expected console output
 //! timeout_secs = 60              # default 60
+//! status = 0                     # the exit status that passes (default 0)
 //! ```
 //!
-//! A run passes when QEMU exits with status 0 **and** its console matches the
-//! expected file line by line, where `{*}` in an expected line matches any
-//! text. Runs use `-icount shift=0`, so what they print is deterministic.
+//! A run passes when QEMU exits with the expected status (0 unless the run
+//! tests a failure path, such as the kernel's panic) **and** its console
+//! matches the expected file line by line, where `{*}` in an expected line
+//! matches any text. Runs use `-icount shift=0`, so what they print is deterministic.
 //! A test may also declare `[[bench]]` runs (`name`, `cpu`, `memory`,
 //! `append`), which `cargo xtask bench` boots to read the figures the guest
 //! prints as `BENCH <name> <value> <unit>` lines.
@@ -31,7 +33,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::host_tests::Tally;
-use crate::{Result, cross, qemu};
+use crate::{Result, cross, image, qemu};
 
 /// A test's `test.toml`.
 #[derive(Debug, Deserialize)]
@@ -83,6 +85,8 @@ struct RunSpec {
     expected: String,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
+    #[serde(default)]
+    status: i32,
 }
 
 fn default_cpu() -> String {
@@ -183,6 +187,36 @@ pub fn compare(expected: &str, actual: &str) -> Option<String> {
     None
 }
 
+impl Test {
+    /// The test's boot manifest, when it boots processes.
+    pub fn manifest_path(&self) -> Option<PathBuf> {
+        let path = self.dir.join("manifest.toml");
+        path.is_file().then_some(path)
+    }
+
+    /// The image this test boots: the plain kernel, or the kernel with the
+    /// processes of its manifest. `bin_dir` holds the built binaries.
+    pub fn image(&self, root: &Path, bin_dir: &Path) -> Result<PathBuf> {
+        match self.manifest_path() {
+            None => Ok(bin_dir.join("kernel")),
+            Some(path) => {
+                let manifest = image::read_manifest(&path)?;
+                image::make_image(root, bin_dir, &self.name, &manifest)
+            }
+        }
+    }
+}
+
+/// Builds what the tests need: the kernel, and the test programs when any
+/// test has a manifest. Returns the directory of the binaries.
+pub fn build_for(root: &Path, tests: &[&Test]) -> Result<PathBuf> {
+    if tests.iter().any(|t| t.manifest_path().is_some()) {
+        image::build_all(root)
+    } else {
+        cross::build(root, &["kernel"])
+    }
+}
+
 /// Runs every QEMU test whose name (or `name/run`) contains `filter`.
 pub fn run(root: &Path, filter: Option<&str>, bless: bool) -> Result<Tally> {
     let tests = discover(root)?;
@@ -196,14 +230,20 @@ pub fn run(root: &Path, filter: Option<&str>, bless: bool) -> Result<Tally> {
         println!("qemu tests: none selected");
         return Ok(tally);
     }
-    let kernel = cross::build_boot_image(root)?;
+    let mut tests_used: Vec<&Test> = selected.iter().map(|(t, _)| *t).collect();
+    tests_used.dedup_by(|a, b| a.name == b.name);
+    let bin_dir = build_for(root, &tests_used)?;
+    let mut images = std::collections::HashMap::new();
+    for t in &tests_used {
+        images.insert(t.name.clone(), t.image(root, &bin_dir)?);
+    }
     let out_dir = root.join("target").join("qemu-tests");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     println!("\nrunning {} QEMU test runs", selected.len());
     for (test, run) in selected {
         let id = format!("{}/{}", test.name, run.name);
         let config = qemu::Config {
-            kernel: kernel.clone(),
+            kernel: images[&test.name].clone(),
             cpu: run.cpu.clone(),
             memory: run.memory.clone(),
             append: run.append.clone(),
@@ -216,14 +256,14 @@ pub fn run(root: &Path, filter: Option<&str>, bless: bool) -> Result<Tally> {
         let actual_file = out_dir.join(format!("{}-{}.out", test.name, run.name));
         let _ = std::fs::write(&actual_file, &outcome.console);
         let expected_file = test.dir.join(&run.expected);
-        if bless && outcome.status == Some(0) {
+        if bless && outcome.status == Some(run.status) {
             std::fs::write(&expected_file, &outcome.console).map_err(|e| e.to_string())?;
         }
         let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
         let verdict = match outcome.status {
             None => Some(format!("timed out after {} s", run.timeout_secs)),
-            Some(0) => compare(&expected, &outcome.console),
-            Some(status) => Some(format!("exit status {status}")),
+            Some(status) if status == run.status => compare(&expected, &outcome.console),
+            Some(status) => Some(format!("exit status {status} (expected {})", run.status)),
         };
         match verdict {
             None => {

@@ -1,0 +1,111 @@
+//! The real machine under the kernel's logic: RAM through the linear map, TLB, GIC, PL011, semihosting.
+
+use crate::arch::{gic, mmu, semihosting};
+use crate::devicetree::{MAX_MEMORY_RANGES, PhysRange};
+use crate::machine::Machine;
+
+/// QEMU `virt` as the kernel's logic sees it.
+pub struct HwMachine {
+    ram: [PhysRange; MAX_MEMORY_RANGES],
+    ram_count: usize,
+}
+
+impl HwMachine {
+    /// The machine with these RAM ranges (all mapped by the kernel's linear map).
+    pub fn new(ram: &[PhysRange]) -> Self {
+        let mut m = HwMachine {
+            ram: [PhysRange { base: 0, size: 0 }; MAX_MEMORY_RANGES],
+            ram_count: ram.len().min(MAX_MEMORY_RANGES),
+        };
+        m.ram[..m.ram_count].copy_from_slice(&ram[..m.ram_count]);
+        m
+    }
+
+    /// The kernel-space address of `len` bytes of RAM at `paddr`. Panics
+    /// when the range is not RAM: the kernel's logic only names RAM it
+    /// handed out, so anything else is a kernel bug, caught before it
+    /// touches memory.
+    fn window(&self, paddr: u64, len: u64) -> u64 {
+        let ok = self.ram[..self.ram_count]
+            .iter()
+            .any(|r| paddr >= r.base && paddr.checked_add(len).is_some_and(|e| e <= r.end()));
+        assert!(ok, "kernel access to non-RAM {paddr:#x}+{len:#x}");
+        mmu::phys_to_virt(paddr)
+    }
+}
+
+impl Machine for HwMachine {
+    fn read_word(&self, paddr: u64) -> u64 {
+        let va = self.window(paddr, 8);
+        assert!(paddr.is_multiple_of(8), "misaligned word {paddr:#x}");
+        // SAFETY: `window` checked that the aligned word lies in RAM, which
+        // the linear map covers as Normal memory; plain loads of RAM shared
+        // with user threads cannot be undefined behaviour for a u64 (any bit
+        // pattern is valid) and no Rust reference covers user memory.
+        unsafe { core::ptr::read_volatile(va as *const u64) }
+    }
+
+    fn write_word(&mut self, paddr: u64, value: u64) {
+        let va = self.window(paddr, 8);
+        assert!(paddr.is_multiple_of(8), "misaligned word {paddr:#x}");
+        // SAFETY: as in `read_word`; the kernel's own data (image, heap,
+        // stack) is never RAM handed out to objects, so this cannot alias it.
+        unsafe { core::ptr::write_volatile(va as *mut u64, value) }
+    }
+
+    fn zero(&mut self, paddr: u64, len: u64) {
+        let va = self.window(paddr, len);
+        // SAFETY: `window` checked the range is RAM handed out to objects
+        // (see `write_word`).
+        unsafe { core::ptr::write_bytes(va as *mut u8, 0, len as usize) }
+    }
+
+    fn read_bytes(&self, paddr: u64, out: &mut [u8]) {
+        let va = self.window(paddr, out.len() as u64);
+        // SAFETY: as in `read_word`; `out` is kernel memory, disjoint from it.
+        unsafe { core::ptr::copy_nonoverlapping(va as *const u8, out.as_mut_ptr(), out.len()) }
+    }
+
+    fn write_bytes(&mut self, paddr: u64, data: &[u8]) {
+        let va = self.window(paddr, data.len() as u64);
+        // SAFETY: as in `write_word`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), va as *mut u8, data.len()) }
+    }
+
+    fn table_write_barrier(&mut self) {
+        // SAFETY: a barrier has no memory-safety effect.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack)) }
+    }
+
+    fn tlb_flush_page(&mut self, asid: u16, vaddr: u64) {
+        let arg = u64::from(asid) << 48 | (vaddr >> 12) & 0xfff_ffff_ffff;
+        // SAFETY: TLB invalidation only drops cached translations.
+        unsafe {
+            core::arch::asm!("dsb ishst", "tlbi vae1is, {0}", "dsb ish", "isb", in(reg) arg, options(nostack));
+        }
+    }
+
+    fn tlb_flush_asid(&mut self, asid: u16) {
+        let arg = u64::from(asid) << 48;
+        // SAFETY: as in `tlb_flush_page`.
+        unsafe {
+            core::arch::asm!("dsb ishst", "tlbi aside1is, {0}", "dsb ish", "isb", in(reg) arg, options(nostack));
+        }
+    }
+
+    fn irq_set_enabled(&mut self, irq: u32, enabled: bool) {
+        gic::set_enabled(irq, enabled);
+    }
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        crate::console::write_bytes(bytes);
+    }
+
+    fn kernel_memory_available(&self) -> u64 {
+        crate::arch::heap::untouched() as u64
+    }
+
+    fn halt(&mut self, status: u32) {
+        semihosting::exit(status);
+    }
+}

@@ -1,0 +1,1221 @@
+//! Object invocations: each operation of `abi::invocation`, with seL4's checks in seL4's order.
+//!
+//! [`Kernel::invoke`] decodes a Call or Send on a kernel-object capability
+//! with the one decoder both kernels share (`abi::invocation::Invocation`),
+//! checks that the operation fits the capability, then runs the operation's
+//! checks; an invocation either fails with an error (and changes nothing)
+//! or succeeds completely.
+
+use abi::error::{ErrorReply, LookupFailure};
+use abi::invocation::{
+    CONTEXT_PC, CONTEXT_SP, CONTEXT_SPSR, CONTEXT_TPIDR, CONTEXT_X0, Invocation, MAX_BATCH_FRAMES,
+    Target, USER_CONTEXT_WORDS,
+};
+use abi::ipc_buffer::IPC_BUFFER_ALIGN_BITS;
+use abi::object::{MAX_RETYPE_COUNT, MAX_UNTYPED_BITS, MIN_UNTYPED_BITS, ObjectType, SLOT_BITS};
+use abi::vm::{USER_VADDR_END, USER_VADDR_MIN};
+use abi::{CapRights, Word};
+
+use super::Kernel;
+use super::cap::{Cap, Mapping, ObjId, TableMapping};
+use super::ipc::{ExtraCaps, sanitise_spsr};
+use super::object::{
+    CNode, Endpoint, EndpointState, Notification, SlotRef, Tcb, ThreadState, tcb_slot,
+};
+use super::vspace::page_attrs;
+use crate::machine::Machine;
+
+/// The results of a successful invocation: the reply's message registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The words.
+    pub words: [Word; USER_CONTEXT_WORDS],
+    /// How many are used.
+    pub len: usize,
+}
+
+impl Reply {
+    /// A reply with no words.
+    pub const EMPTY: Reply = Reply {
+        words: [0; USER_CONTEXT_WORDS],
+        len: 0,
+    };
+
+    /// A reply with one word.
+    pub fn one(w: Word) -> Reply {
+        let mut r = Reply::EMPTY;
+        r.words[0] = w;
+        r.len = 1;
+        r
+    }
+}
+
+/// A failed invocation: the error, and for batched operations the index of
+/// the frame at fault, which the reply carries first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The error.
+    pub error: ErrorReply,
+    /// Batch index (MR0 of the reply, before the error's details).
+    pub batch_index: Option<Word>,
+}
+
+impl From<ErrorReply> for Failure {
+    fn from(error: ErrorReply) -> Self {
+        Failure {
+            error,
+            batch_index: None,
+        }
+    }
+}
+
+/// The result of an invocation.
+pub type InvocationResult = Result<Reply, Failure>;
+
+/// Kernel-heap bytes one object of `ty` takes (with room for its share of
+/// the object tables' growth).
+fn heap_cost(ty: ObjectType, user_size: Word) -> u64 {
+    use core::mem::size_of;
+    let slot = size_of::<super::object::Slot>() as u64;
+    let slack = 128;
+    match ty {
+        ObjectType::CNode => (1u64 << user_size.min(63)).saturating_mul(slot) + slack,
+        ObjectType::Tcb => size_of::<Tcb>() as u64 + (1 << tcb_slot::RADIX) * slot + 2 * slack,
+        ObjectType::Endpoint | ObjectType::Notification => slack,
+        _ => 0,
+    }
+}
+
+fn target_matches(target: Target, cap: &Cap) -> bool {
+    matches!(
+        (target, cap),
+        (Target::Untyped, Cap::Untyped { .. })
+            | (Target::Tcb, Cap::Tcb { .. })
+            | (Target::CNode, Cap::CNode { .. })
+            | (Target::IrqControl, Cap::IrqControl)
+            | (Target::IrqHandler, Cap::IrqHandler { .. })
+            | (Target::PageTable, Cap::PageTable { .. })
+            | (Target::Frame, Cap::Frame { .. })
+            | (Target::AsidPool, Cap::AsidPool)
+            | (Target::VSpace, Cap::VSpace { .. })
+    )
+}
+
+/// The caps of an invocation's extra-cap arguments.
+struct Extra {
+    caps: ExtraCaps,
+}
+
+impl Extra {
+    fn cap(&self, i: usize) -> Cap {
+        self.caps[i].map_or(Cap::Null, |(c, _)| c)
+    }
+    fn slot(&self, i: usize) -> Option<SlotRef> {
+        self.caps[i].map(|(_, s)| s)
+    }
+    fn count(&self) -> usize {
+        self.caps.iter().take_while(|c| c.is_some()).count()
+    }
+}
+
+impl<M: Machine> Kernel<M> {
+    /// Performs the invocation `label` with message registers `mrs` on the
+    /// object cap `cap` in `slot`, by thread `cur`.
+    pub fn invoke(
+        &mut self,
+        cur: ObjId,
+        cap: Cap,
+        slot: SlotRef,
+        label: Word,
+        mrs: &[Word],
+        caps: ExtraCaps,
+    ) -> InvocationResult {
+        let extra = Extra { caps };
+        let inv = Invocation::decode(label, mrs, extra.count())?;
+        if !target_matches(inv.target(), &cap) {
+            return Err(ErrorReply::IllegalOperation.into());
+        }
+        use Invocation as I;
+        match inv {
+            I::UntypedRetype {
+                object_type,
+                size_bits,
+                node_index,
+                node_depth,
+                node_offset,
+                num_objects,
+            } => self.untyped_retype(
+                cap,
+                slot,
+                &extra,
+                [
+                    object_type,
+                    size_bits,
+                    node_index,
+                    node_depth,
+                    node_offset,
+                    num_objects,
+                ],
+            ),
+            I::CNodeCopy { .. }
+            | I::CNodeMint { .. }
+            | I::CNodeMove { .. }
+            | I::CNodeMutate { .. }
+            | I::CNodeRevoke { .. }
+            | I::CNodeDelete { .. }
+            | I::CNodeSaveCaller { .. }
+            | I::CNodeCancelBadgedSends { .. } => self.cnode_invocation(cur, cap, inv, &extra),
+            I::TcbReadRegisters { .. }
+            | I::TcbWriteRegisters { .. }
+            | I::TcbConfigure { .. }
+            | I::TcbSetPriority { .. }
+            | I::TcbSetIpcBuffer { .. }
+            | I::TcbSetSpace { .. }
+            | I::TcbSuspend
+            | I::TcbResume
+            | I::TcbBindNotification
+            | I::TcbUnbindNotification => self.tcb_invocation(cur, cap, inv, mrs, &extra),
+            I::IrqIssueIrqHandler { irq, index, depth } => {
+                self.irq_issue(slot, &extra, irq, index, depth)
+            }
+            I::IrqAckIrq | I::IrqSetIrqHandler | I::IrqClearIrqHandler => {
+                self.irq_handler_invocation(cap, inv, &extra)
+            }
+            I::PageMap {
+                vaddr,
+                rights,
+                attr,
+            } => self.page_map(cap, slot, &extra, vaddr, rights, attr),
+            I::PageUnmap => {
+                if let Cap::Frame {
+                    paddr,
+                    size_bits,
+                    mapping: Some(m),
+                    ..
+                } = cap
+                {
+                    self.unmap_frame_at(m, paddr, 1 << size_bits);
+                    self.set_frame_mapping(slot, None);
+                }
+                Ok(Reply::EMPTY)
+            }
+            I::PageGetAddress => match cap {
+                Cap::Frame { paddr, .. } => Ok(Reply::one(paddr)),
+                _ => Err(ErrorReply::IllegalOperation.into()),
+            },
+            I::PageTableMap { vaddr, .. } => self.page_table_map(cap, slot, &extra, vaddr),
+            I::PageTableUnmap => self.page_table_unmap(cap, slot),
+            I::AsidPoolAssign => self.asid_pool_assign(&extra),
+            I::VSpaceMapFrames {
+                first_frame,
+                count,
+                vaddr,
+                rights,
+                attr,
+            } => self.map_frames(cur, cap, first_frame, count, vaddr, rights, attr),
+            I::VSpaceUnmapFrames { first_frame, count } => {
+                self.unmap_frames(cur, cap, first_frame, count)
+            }
+        }
+    }
+
+    fn untyped_retype(
+        &mut self,
+        cap: Cap,
+        slot: SlotRef,
+        extra: &Extra,
+        args: [Word; 6],
+    ) -> InvocationResult {
+        let [
+            object_type,
+            user_size,
+            node_index,
+            node_depth,
+            node_offset,
+            window,
+        ] = args;
+        let Cap::Untyped {
+            paddr,
+            size_bits,
+            device,
+            free_index,
+        } = cap
+        else {
+            return Err(ErrorReply::IllegalOperation.into());
+        };
+        let ty = ObjectType::from_word(object_type)
+            .filter(|t| *t != ObjectType::HugePage)
+            .ok_or(ErrorReply::InvalidArgument { index: 0 })?;
+        let range = ErrorReply::RangeError {
+            min: 0,
+            max: MAX_UNTYPED_BITS as Word,
+        };
+        if user_size >= 64 {
+            return Err(range.into());
+        }
+        let object_bits = match ty {
+            ObjectType::Untyped => user_size,
+            ObjectType::CNode => user_size + SLOT_BITS as Word,
+            other => other.size_bits(0).unwrap_or(0) as Word,
+        };
+        if object_bits > MAX_UNTYPED_BITS as Word {
+            return Err(range.into());
+        }
+        if ty == ObjectType::CNode && user_size == 0 {
+            return Err(ErrorReply::InvalidArgument { index: 1 }.into());
+        }
+        if ty == ObjectType::Untyped && user_size < MIN_UNTYPED_BITS as Word {
+            return Err(ErrorReply::InvalidArgument { index: 1 }.into());
+        }
+        let root = extra.cap(0);
+        let node_cap = if node_depth == 0 {
+            root
+        } else {
+            let s = self.lookup_slot_for_cnode_op(false, root, node_index, node_depth)?;
+            self.slot(s).cap
+        };
+        let Cap::CNode {
+            id: dest_cnode,
+            radix,
+            ..
+        } = node_cap
+        else {
+            return Err(ErrorReply::FailedLookup {
+                source: false,
+                failure: LookupFailure::MissingCapability {
+                    bits_left: node_depth.min(64) as u8,
+                },
+            }
+            .into());
+        };
+        let node_size: Word = 1 << radix;
+        if node_offset > node_size - 1 {
+            return Err(ErrorReply::RangeError {
+                min: 0,
+                max: node_size - 1,
+            }
+            .into());
+        }
+        if !(1..=MAX_RETYPE_COUNT).contains(&window) {
+            return Err(ErrorReply::RangeError {
+                min: 1,
+                max: MAX_RETYPE_COUNT,
+            }
+            .into());
+        }
+        if window > node_size - node_offset {
+            return Err(ErrorReply::RangeError {
+                min: 1,
+                max: node_size - node_offset,
+            }
+            .into());
+        }
+        for i in node_offset..node_offset + window {
+            self.ensure_empty(SlotRef {
+                cnode: dest_cnode,
+                index: i as u32,
+            })?;
+        }
+        let free_index = if self.has_children(slot) {
+            free_index
+        } else {
+            0
+        };
+        let free_bytes = (1u64 << size_bits) - free_index;
+        if (free_bytes >> object_bits) < window {
+            return Err(ErrorReply::NotEnoughMemory {
+                available: free_bytes,
+            }
+            .into());
+        }
+        if device && !ty.is_frame() && ty != ObjectType::Untyped {
+            return Err(ErrorReply::InvalidArgument { index: 1 }.into());
+        }
+        // The objects' bookkeeping lives on the kernel heap: refuse what it
+        // cannot hold as the Untyped would refuse what it cannot (this
+        // kernel's limit, beyond seL4's accounting; see `heap_cost`).
+        let heap = heap_cost(ty, user_size).saturating_mul(window);
+        if heap > self.machine.kernel_memory_available() {
+            return Err(ErrorReply::NotEnoughMemory {
+                available: free_bytes,
+            }
+            .into());
+        }
+        let Some(offset) =
+            abi::object::retype_offset(size_bits as u32, free_index, object_bits as u32, window)
+        else {
+            return Err(ErrorReply::NotEnoughMemory {
+                available: free_bytes,
+            }
+            .into());
+        };
+        // Checks done: from here on the retype cannot fail.
+        self.slot_mut(slot).cap = Cap::Untyped {
+            paddr,
+            size_bits,
+            device,
+            free_index: offset + (window << object_bits),
+        };
+        for i in 0..window {
+            let at = paddr + offset + (i << object_bits);
+            let new = self.create_object(ty, at, user_size as u8, device);
+            let dest = SlotRef {
+                cnode: dest_cnode,
+                index: (node_offset + i) as u32,
+            };
+            self.insert_new_cap(Some(slot), dest, new);
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    /// Creates one object at `paddr` (seL4 `createObject`); frames and tables come zeroed.
+    pub fn create_object(
+        &mut self,
+        ty: ObjectType,
+        paddr: u64,
+        user_size: u8,
+        device: bool,
+    ) -> Cap {
+        match ty {
+            ObjectType::Untyped => Cap::Untyped {
+                paddr,
+                size_bits: user_size,
+                device,
+                free_index: 0,
+            },
+            ObjectType::Tcb => Cap::Tcb {
+                id: self.create_tcb(paddr),
+            },
+            ObjectType::Endpoint => Cap::Endpoint {
+                id: self.endpoints.insert(Endpoint {
+                    paddr,
+                    state: EndpointState::Idle,
+                    queue: Default::default(),
+                }),
+                badge: 0,
+                rights: CapRights::ALL,
+            },
+            ObjectType::Notification => Cap::Notification {
+                id: self.notifications.insert(Notification {
+                    paddr,
+                    active: false,
+                    word: 0,
+                    waiting: Default::default(),
+                    bound_tcb: None,
+                }),
+                badge: 0,
+                rights: CapRights::READ_WRITE,
+            },
+            ObjectType::CNode => Cap::CNode {
+                id: self.cnodes.insert(CNode::new(paddr, user_size)),
+                radix: user_size,
+                guard_size: 0,
+                guard: 0,
+            },
+            ObjectType::SmallPage | ObjectType::LargePage | ObjectType::HugePage => {
+                let bits = ty.size_bits(0).unwrap_or(12) as u8;
+                if !device {
+                    self.machine.zero(paddr, 1 << bits);
+                }
+                Cap::Frame {
+                    paddr,
+                    size_bits: bits,
+                    device,
+                    rights: CapRights::READ_WRITE,
+                    mapping: None,
+                }
+            }
+            ObjectType::PageTable => {
+                self.machine.zero(paddr, vmsa::TABLE_SIZE);
+                Cap::PageTable {
+                    paddr,
+                    mapping: None,
+                }
+            }
+            ObjectType::VSpace => {
+                self.machine.zero(paddr, vmsa::TABLE_SIZE);
+                Cap::VSpace { paddr, asid: None }
+            }
+        }
+    }
+
+    /// Creates a TCB (inactive, priority 0) with its own CNode and master reply cap.
+    pub fn create_tcb(&mut self, paddr: u64) -> ObjId {
+        let ctable = self.cnodes.insert(CNode::new(0, tcb_slot::RADIX));
+        let id = self.tcbs.insert(Tcb::new(paddr, ctable));
+        self.insert_new_cap(
+            None,
+            SlotRef {
+                cnode: ctable,
+                index: tcb_slot::REPLY,
+            },
+            Cap::Reply {
+                tcb: id,
+                can_grant: true,
+                master: true,
+            },
+        );
+        id
+    }
+
+    fn cnode_invocation(
+        &mut self,
+        cur: ObjId,
+        cap: Cap,
+        inv: Invocation,
+        extra: &Extra,
+    ) -> InvocationResult {
+        use Invocation as I;
+        let (index, depth) = match inv {
+            I::CNodeCopy {
+                dest_index,
+                dest_depth,
+                ..
+            }
+            | I::CNodeMint {
+                dest_index,
+                dest_depth,
+                ..
+            }
+            | I::CNodeMove {
+                dest_index,
+                dest_depth,
+                ..
+            }
+            | I::CNodeMutate {
+                dest_index,
+                dest_depth,
+                ..
+            } => (dest_index, dest_depth),
+            I::CNodeRevoke { index, depth }
+            | I::CNodeDelete { index, depth }
+            | I::CNodeSaveCaller { index, depth }
+            | I::CNodeCancelBadgedSends { index, depth } => (index, depth),
+            _ => return Err(ErrorReply::IllegalOperation.into()),
+        };
+        let dest = self.lookup_slot_for_cnode_op(false, cap, index, depth)?;
+        match inv {
+            I::CNodeCopy {
+                src_index,
+                src_depth,
+                rights,
+                ..
+            } => {
+                let src = self.source_slot(dest, extra, src_index, src_depth)?;
+                let new = self.slot(src).cap.mask_rights(CapRights::from_word(rights));
+                let derived = self.derive_cap(src, new)?;
+                if derived.is_null() {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                self.cte_insert(derived, src, dest);
+            }
+            I::CNodeMint {
+                src_index,
+                src_depth,
+                rights,
+                badge,
+                ..
+            } => {
+                let src = self.source_slot(dest, extra, src_index, src_depth)?;
+                let new = self
+                    .slot(src)
+                    .cap
+                    .update_data(false, badge)
+                    .mask_rights(CapRights::from_word(rights));
+                let derived = self.derive_cap(src, new)?;
+                if derived.is_null() {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                self.cte_insert(derived, src, dest);
+            }
+            I::CNodeMove {
+                src_index,
+                src_depth,
+                ..
+            } => {
+                let src = self.source_slot(dest, extra, src_index, src_depth)?;
+                let cap = self.slot(src).cap;
+                self.cte_move(cap, src, dest);
+            }
+            I::CNodeMutate {
+                src_index,
+                src_depth,
+                badge,
+                ..
+            } => {
+                let src = self.source_slot(dest, extra, src_index, src_depth)?;
+                let new = self.slot(src).cap.update_data(true, badge);
+                if new.is_null() {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                self.cte_move(new, src, dest);
+            }
+            I::CNodeRevoke { .. } => self.revoke(dest),
+            I::CNodeDelete { .. } => self.delete_slot(dest),
+            I::CNodeSaveCaller { .. } => {
+                self.ensure_empty(dest)?;
+                let caller = self.tcb_slot(cur, tcb_slot::CALLER);
+                let cap = self.slot(caller).cap;
+                if let Cap::Reply { .. } = cap {
+                    self.cte_move(cap, caller, dest);
+                }
+            }
+            I::CNodeCancelBadgedSends { .. } => {
+                let Cap::Endpoint { id, badge, rights } = self.slot(dest).cap else {
+                    return Err(ErrorReply::IllegalOperation.into());
+                };
+                if rights != CapRights::ALL {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                if badge != 0 {
+                    self.cancel_badged_sends(id, badge);
+                }
+            }
+            _ => return Err(ErrorReply::IllegalOperation.into()),
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    /// The source slot of a Copy/Mint/Move/Mutate, after the destination's
+    /// emptiness check (seL4's order).
+    fn source_slot(
+        &self,
+        dest: SlotRef,
+        extra: &Extra,
+        index: Word,
+        depth: Word,
+    ) -> Result<SlotRef, ErrorReply> {
+        self.ensure_empty(dest)?;
+        let src = self.lookup_slot_for_cnode_op(true, extra.cap(0), index, depth)?;
+        if self.slot(src).cap.is_null() {
+            return Err(ErrorReply::FailedLookup {
+                source: true,
+                failure: LookupFailure::MissingCapability {
+                    bits_left: depth as u8,
+                },
+            });
+        }
+        Ok(src)
+    }
+
+    fn tcb_invocation(
+        &mut self,
+        cur: ObjId,
+        cap: Cap,
+        inv: Invocation,
+        mrs: &[Word],
+        extra: &Extra,
+    ) -> InvocationResult {
+        let Cap::Tcb { id: target } = cap else {
+            return Err(ErrorReply::IllegalOperation.into());
+        };
+        use Invocation as I;
+        match inv {
+            I::TcbReadRegisters {
+                suspend_source,
+                count,
+                ..
+            } => {
+                if !(1..=USER_CONTEXT_WORDS as Word).contains(&count) {
+                    return Err(ErrorReply::RangeError {
+                        min: 1,
+                        max: USER_CONTEXT_WORDS as Word,
+                    }
+                    .into());
+                }
+                if target == cur {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                if suspend_source {
+                    self.suspend(target);
+                }
+                let t = self.tcbs.get(target).ok_or(ErrorReply::IllegalOperation)?;
+                let c = &t.context;
+                let mut r = Reply::EMPTY;
+                r.words[CONTEXT_PC] = if t.state == ThreadState::Restart {
+                    c.restart_pc
+                } else {
+                    c.pc
+                };
+                r.words[CONTEXT_SP] = c.sp;
+                r.words[CONTEXT_SPSR] = c.spsr;
+                r.words[CONTEXT_X0..CONTEXT_X0 + 31].copy_from_slice(&c.x);
+                r.words[CONTEXT_TPIDR] = c.tpidr;
+                r.len = count as usize;
+                Ok(r)
+            }
+            I::TcbWriteRegisters {
+                resume_target,
+                count,
+                ..
+            } => {
+                if target == cur {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                let n = (count as usize).min(USER_CONTEXT_WORDS);
+                let values = &mrs[3..3 + n];
+                if let Some(t) = self.tcbs.get_mut(target) {
+                    let c = &mut t.context;
+                    for (i, &v) in values.iter().enumerate() {
+                        match i {
+                            CONTEXT_PC => {
+                                c.pc = v;
+                                c.restart_pc = v;
+                            }
+                            CONTEXT_SP => c.sp = v,
+                            CONTEXT_SPSR => c.spsr = sanitise_spsr(v),
+                            CONTEXT_TPIDR => c.tpidr = v,
+                            _ => c.x[i - CONTEXT_X0] = v,
+                        }
+                    }
+                }
+                if resume_target {
+                    self.restart(target);
+                }
+                Ok(Reply::EMPTY)
+            }
+            I::TcbConfigure {
+                fault_ep,
+                cspace_root_data,
+                buffer,
+                ..
+            } => {
+                let buffer_cap = self.check_ipc_buffer(extra, 2, buffer)?;
+                let (cspace, vspace) = self.check_space(extra, 0, 1, cspace_root_data)?;
+                self.set_space(target, fault_ep, cspace, vspace);
+                self.set_ipc_buffer(target, buffer, buffer_cap);
+                Ok(Reply::EMPTY)
+            }
+            I::TcbSetSpace {
+                fault_ep,
+                cspace_root_data,
+                ..
+            } => {
+                let (cspace, vspace) = self.check_space(extra, 0, 1, cspace_root_data)?;
+                self.set_space(target, fault_ep, cspace, vspace);
+                Ok(Reply::EMPTY)
+            }
+            I::TcbSetIpcBuffer { buffer } => {
+                let buffer_cap = self.check_ipc_buffer(extra, 0, buffer)?;
+                self.set_ipc_buffer(target, buffer, buffer_cap);
+                Ok(Reply::EMPTY)
+            }
+            I::TcbSetPriority { priority } => {
+                let Cap::Tcb { id: authority } = extra.cap(0) else {
+                    return Err(ErrorReply::InvalidCapability { index: 1 }.into());
+                };
+                let mcp = self.tcbs.get(authority).map_or(0, |t| t.mcp) as Word;
+                if priority > mcp {
+                    return Err(ErrorReply::RangeError { min: 0, max: mcp }.into());
+                }
+                self.set_priority(target, priority as u8);
+                Ok(Reply::EMPTY)
+            }
+            I::TcbSuspend => {
+                self.suspend(target);
+                Ok(Reply::EMPTY)
+            }
+            I::TcbResume => {
+                self.restart(target);
+                Ok(Reply::EMPTY)
+            }
+            I::TcbBindNotification => {
+                if self
+                    .tcbs
+                    .get(target)
+                    .is_some_and(|t| t.bound_ntfn.is_some())
+                {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                let Cap::Notification { id, rights, .. } = extra.cap(0) else {
+                    return Err(ErrorReply::InvalidCapability { index: 1 }.into());
+                };
+                if !rights.can_read() {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                let n = self
+                    .notifications
+                    .get(id)
+                    .ok_or(ErrorReply::IllegalOperation)?;
+                if !n.waiting.is_empty() || n.bound_tcb.is_some() {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                if let Some(n) = self.notifications.get_mut(id) {
+                    n.bound_tcb = Some(target);
+                }
+                if let Some(t) = self.tcbs.get_mut(target) {
+                    t.bound_ntfn = Some(id);
+                }
+                Ok(Reply::EMPTY)
+            }
+            I::TcbUnbindNotification => {
+                if self.tcbs.get(target).is_none_or(|t| t.bound_ntfn.is_none()) {
+                    return Err(ErrorReply::IllegalOperation.into());
+                }
+                self.unbind_notification(target);
+                Ok(Reply::EMPTY)
+            }
+            _ => Err(ErrorReply::IllegalOperation.into()),
+        }
+    }
+
+    /// seL4 `checkValidIPCBuffer` (with `deriveCap`): the frame cap to
+    /// install, or `None` for "no buffer" (address 0).
+    fn check_ipc_buffer(
+        &self,
+        extra: &Extra,
+        which: usize,
+        buffer: Word,
+    ) -> Result<Option<(Cap, SlotRef)>, ErrorReply> {
+        if buffer == 0 {
+            return Ok(None);
+        }
+        let slot = extra.slot(which).ok_or(ErrorReply::TruncatedMessage)?;
+        let cap = self.derive_cap(slot, extra.cap(which))?;
+        let Cap::Frame { device: false, .. } = cap else {
+            return Err(ErrorReply::IllegalOperation);
+        };
+        if buffer & ((1 << IPC_BUFFER_ALIGN_BITS) - 1) != 0 {
+            return Err(ErrorReply::AlignmentError);
+        }
+        Ok(Some((cap, slot)))
+    }
+
+    /// The CSpace and VSpace root caps for TCB_Configure/SetSpace, checked.
+    #[allow(clippy::type_complexity)]
+    fn check_space(
+        &self,
+        extra: &Extra,
+        c: usize,
+        v: usize,
+        cspace_root_data: Word,
+    ) -> Result<((Cap, SlotRef), (Cap, SlotRef)), ErrorReply> {
+        let cslot = extra.slot(c).ok_or(ErrorReply::TruncatedMessage)?;
+        let vslot = extra.slot(v).ok_or(ErrorReply::TruncatedMessage)?;
+        let mut ccap = extra.cap(c);
+        if cspace_root_data != 0 {
+            ccap = ccap.update_data(false, cspace_root_data);
+        }
+        let ccap = self.derive_cap(cslot, ccap)?;
+        if !matches!(ccap, Cap::CNode { .. }) {
+            return Err(ErrorReply::IllegalOperation);
+        }
+        let vcap = self.derive_cap(vslot, extra.cap(v))?;
+        if !matches!(vcap, Cap::VSpace { asid: Some(_), .. }) {
+            return Err(ErrorReply::IllegalOperation);
+        }
+        Ok(((ccap, cslot), (vcap, vslot)))
+    }
+
+    /// Installs a thread's CSpace and VSpace roots and fault endpoint.
+    pub fn set_space(
+        &mut self,
+        target: ObjId,
+        fault_ep: Word,
+        cspace: (Cap, SlotRef),
+        vspace: (Cap, SlotRef),
+    ) {
+        if let Some(t) = self.tcbs.get_mut(target) {
+            t.fault_ep = fault_ep;
+        }
+        for (which, (cap, src)) in [(tcb_slot::CSPACE, cspace), (tcb_slot::VSPACE, vspace)] {
+            let Some(ctable) = self.tcbs.get(target).map(|t| t.ctable) else {
+                return;
+            };
+            let dest = SlotRef {
+                cnode: ctable,
+                index: which,
+            };
+            self.delete_slot(dest);
+            if self.slot_exists(src)
+                && self.slot_exists(dest)
+                && self.same_object_as(&cap, &self.slot(src).cap)
+            {
+                self.cte_insert(cap, src, dest);
+            }
+        }
+    }
+
+    /// Installs a thread's IPC buffer address and frame.
+    pub fn set_ipc_buffer(&mut self, target: ObjId, buffer: Word, frame: Option<(Cap, SlotRef)>) {
+        let Some(ctable) = self.tcbs.get(target).map(|t| t.ctable) else {
+            return;
+        };
+        let dest = SlotRef {
+            cnode: ctable,
+            index: tcb_slot::BUFFER,
+        };
+        self.delete_slot(dest);
+        if let Some(t) = self.tcbs.get_mut(target) {
+            t.ipc_buffer = buffer;
+        }
+        if let Some((cap, src)) = frame
+            && self.slot_exists(src)
+            && self.same_object_as(&cap, &self.slot(src).cap)
+        {
+            self.cte_insert(cap, src, dest);
+        }
+    }
+
+    /// seL4 `setPriority`.
+    pub fn set_priority(&mut self, target: ObjId, priority: u8) {
+        self.sched_dequeue(target);
+        if let Some(t) = self.tcbs.get_mut(target) {
+            t.priority = priority;
+        }
+        if self.tcbs.get(target).is_some_and(|t| t.state.is_runnable()) {
+            if self.sched.current == Some(target) {
+                self.reschedule_required();
+            } else {
+                self.sched_enqueue(target, false);
+                self.possible_switch_to(target);
+            }
+        }
+    }
+
+    fn irq_issue(
+        &mut self,
+        control: SlotRef,
+        extra: &Extra,
+        irq: Word,
+        index: Word,
+        depth: Word,
+    ) -> InvocationResult {
+        let count = self.irqs.len() as Word;
+        if irq >= count {
+            return Err(ErrorReply::RangeError {
+                min: 0,
+                max: count.saturating_sub(1),
+            }
+            .into());
+        }
+        let state = self.irqs[irq as usize];
+        if state.issued || state.reserved {
+            return Err(ErrorReply::RevokeFirst.into());
+        }
+        let dest = self.lookup_slot_for_cnode_op(false, extra.cap(0), index, depth)?;
+        self.ensure_empty(dest)?;
+        self.irqs[irq as usize].issued = true;
+        self.cte_insert(Cap::IrqHandler { irq: irq as u32 }, control, dest);
+        self.machine.irq_set_enabled(irq as u32, true);
+        Ok(Reply::EMPTY)
+    }
+
+    fn irq_handler_invocation(
+        &mut self,
+        cap: Cap,
+        inv: Invocation,
+        extra: &Extra,
+    ) -> InvocationResult {
+        let Cap::IrqHandler { irq } = cap else {
+            return Err(ErrorReply::IllegalOperation.into());
+        };
+        match inv {
+            Invocation::IrqAckIrq => self.machine.irq_set_enabled(irq, true),
+            Invocation::IrqSetIrqHandler => {
+                let Cap::Notification { id, badge, rights } = extra.cap(0) else {
+                    return Err(ErrorReply::InvalidCapability { index: 1 }.into());
+                };
+                if !rights.can_write() {
+                    return Err(ErrorReply::InvalidCapability { index: 1 }.into());
+                }
+                self.irqs[irq as usize].notification = Some((id, badge));
+            }
+            Invocation::IrqClearIrqHandler => self.irqs[irq as usize].notification = None,
+            _ => return Err(ErrorReply::IllegalOperation.into()),
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    /// An interrupt from a device: mask it until acknowledged and signal its notification.
+    pub fn handle_device_irq(&mut self, irq: u32) {
+        self.machine.irq_set_enabled(irq, false);
+        if let Some((ntfn, badge)) = self.irqs.get(irq as usize).and_then(|s| s.notification) {
+            self.send_signal(ntfn, badge);
+        }
+    }
+
+    /// The ASID and root of a VSpace cap that has one; error `index` otherwise.
+    fn valid_vspace(&self, cap: Cap, index: Word) -> Result<u16, ErrorReply> {
+        match cap {
+            Cap::VSpace {
+                paddr,
+                asid: Some(asid),
+            } if self.vspace_root(asid) == Some(paddr) => Ok(asid),
+            _ => Err(ErrorReply::InvalidCapability { index }),
+        }
+    }
+
+    fn set_frame_mapping(&mut self, slot: SlotRef, mapping: Option<Mapping>) {
+        if let Cap::Frame { mapping: m, .. } = &mut self.slot_mut(slot).cap {
+            *m = mapping;
+        }
+    }
+
+    /// The checks of one frame mapping, in seL4's order: the frame cap's
+    /// own mapping, alignment, range, the tables on the way and the slot,
+    /// then the rights. `index_of_rights` is the argument index a missing
+    /// Read right is reported with. Returns the descriptor attributes.
+    #[allow(clippy::too_many_arguments)]
+    fn check_frame_map(
+        &mut self,
+        frame: Cap,
+        asid: u16,
+        root: u64,
+        vaddr: Word,
+        rights: Word,
+        attr: Word,
+        index_of_rights: Word,
+    ) -> Result<vmsa::PageAttrs, ErrorReply> {
+        let Cap::Frame {
+            paddr,
+            size_bits,
+            rights: cap_rights,
+            mapping,
+            ..
+        } = frame
+        else {
+            return Err(ErrorReply::InvalidCapability { index: 0 });
+        };
+        if let Some(m) = mapping {
+            if m.asid != asid {
+                return Err(ErrorReply::InvalidCapability { index: 1 });
+            }
+            if m.vaddr != vaddr {
+                return Err(ErrorReply::InvalidArgument { index: 0 });
+            }
+        }
+        let size = 1u64 << size_bits;
+        if vaddr & (size - 1) != 0 {
+            return Err(ErrorReply::AlignmentError);
+        }
+        match vaddr.checked_add(size) {
+            Some(end) if vaddr >= USER_VADDR_MIN && end <= USER_VADDR_END => {}
+            _ => return Err(ErrorReply::InvalidArgument { index: 0 }),
+        }
+        let leaf = if size == vmsa::PAGE_SIZE { 3 } else { 2 };
+        match vmsa::walk(&super::vspace::Tables(&mut self.machine), root, vaddr) {
+            Err(f) if f.level == leaf => {}
+            Err(f) if f.level < leaf => {
+                return Err(super::vspace::map_error(vmsa::MapError::MissingTable {
+                    level: f.level + 1,
+                }));
+            }
+            Ok(t) if mapping.is_some() && t.level == leaf && t.descriptor.address() == paddr => {}
+            _ => return Err(ErrorReply::DeleteFirst),
+        }
+        let rights = cap_rights.intersect(CapRights::from_word(rights));
+        if !rights.can_read() {
+            return Err(ErrorReply::InvalidArgument {
+                index: index_of_rights,
+            });
+        }
+        Ok(page_attrs(rights, attr))
+    }
+
+    fn page_map(
+        &mut self,
+        cap: Cap,
+        slot: SlotRef,
+        extra: &Extra,
+        vaddr: Word,
+        rights: Word,
+        attr: Word,
+    ) -> InvocationResult {
+        let asid = self.valid_vspace(extra.cap(0), 1)?;
+        let root = self
+            .vspace_root(asid)
+            .ok_or(ErrorReply::InvalidCapability { index: 1 })?;
+        let attrs = self.check_frame_map(cap, asid, root, vaddr, rights, attr, 1)?;
+        let Cap::Frame {
+            paddr, size_bits, ..
+        } = cap
+        else {
+            return Err(ErrorReply::IllegalOperation.into());
+        };
+        self.map_frame(asid, vaddr, paddr, 1 << size_bits, attrs)?;
+        self.set_frame_mapping(slot, Some(Mapping { asid, vaddr }));
+        Ok(Reply::EMPTY)
+    }
+
+    fn page_table_map(
+        &mut self,
+        cap: Cap,
+        slot: SlotRef,
+        extra: &Extra,
+        vaddr: Word,
+    ) -> InvocationResult {
+        let Cap::PageTable { paddr, mapping } = cap else {
+            return Err(ErrorReply::IllegalOperation.into());
+        };
+        if mapping.is_some() {
+            return Err(ErrorReply::InvalidCapability { index: 0 }.into());
+        }
+        let asid = self.valid_vspace(extra.cap(0), 1)?;
+        if vaddr >= USER_VADDR_END {
+            return Err(ErrorReply::InvalidArgument { index: 0 }.into());
+        }
+        let level = self.install_table(asid, vaddr, paddr)?;
+        let span = 1u64 << vmsa::level_shift(level - 1);
+        if let Cap::PageTable { mapping, .. } = &mut self.slot_mut(slot).cap {
+            *mapping = Some(TableMapping {
+                asid,
+                vaddr: vaddr & !(span - 1),
+                level,
+            });
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    fn page_table_unmap(&mut self, cap: Cap, slot: SlotRef) -> InvocationResult {
+        let Cap::PageTable { paddr, mapping } = cap else {
+            return Err(ErrorReply::IllegalOperation.into());
+        };
+        if !self.is_final(slot) {
+            return Err(ErrorReply::RevokeFirst.into());
+        }
+        if let Some(m) = mapping {
+            self.unmap_table_at(m, paddr);
+            self.machine.zero(paddr, vmsa::TABLE_SIZE);
+            if let Cap::PageTable { mapping, .. } = &mut self.slot_mut(slot).cap {
+                *mapping = None;
+            }
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    fn asid_pool_assign(&mut self, extra: &Extra) -> InvocationResult {
+        let Cap::VSpace { paddr, asid: None } = extra.cap(0) else {
+            return Err(ErrorReply::InvalidCapability { index: 1 }.into());
+        };
+        let slot = extra.slot(0).ok_or(ErrorReply::TruncatedMessage)?;
+        let asid = self.assign_asid(paddr).ok_or(ErrorReply::DeleteFirst)?;
+        self.cap_generation += 1;
+        self.slot_mut(slot).cap = Cap::VSpace {
+            paddr,
+            asid: Some(asid),
+        };
+        Ok(Reply::EMPTY)
+    }
+
+    /// A whole-batch failure (no single frame at fault): MR0 is `Word::MAX`.
+    fn whole(error: ErrorReply) -> Failure {
+        Failure {
+            error,
+            batch_index: Some(Word::MAX),
+        }
+    }
+
+    /// The VSpace and the checked count of a batch.
+    fn batch_vspace(&self, vspace: Cap, count: Word) -> Result<(u16, u64), Failure> {
+        let asid = self.valid_vspace(vspace, 0).map_err(Self::whole)?;
+        let root = self
+            .vspace_root(asid)
+            .ok_or(Self::whole(ErrorReply::InvalidCapability { index: 0 }))?;
+        if !(1..=MAX_BATCH_FRAMES).contains(&count) {
+            return Err(Self::whole(ErrorReply::RangeError {
+                min: 1,
+                max: MAX_BATCH_FRAMES,
+            }));
+        }
+        Ok((asid, root))
+    }
+
+    /// The frame cap at `first + i` in `cur`'s CSpace.
+    fn batch_frame(&self, cur: ObjId, first: Word, i: Word) -> Result<(Cap, SlotRef), Failure> {
+        let at = |error| Failure {
+            error,
+            batch_index: Some(i),
+        };
+        let (cap, slot) = self
+            .lookup_cap(cur, first.wrapping_add(i))
+            .map_err(|failure| {
+                at(ErrorReply::FailedLookup {
+                    source: true,
+                    failure,
+                })
+            })?;
+        if !matches!(cap, Cap::Frame { .. }) {
+            return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+        }
+        Ok((cap, slot))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_frames(
+        &mut self,
+        cur: ObjId,
+        vspace: Cap,
+        first: Word,
+        count: Word,
+        vaddr: Word,
+        rights: Word,
+        attr: Word,
+    ) -> InvocationResult {
+        let (asid, root) = self.batch_vspace(vspace, count)?;
+        let mut plan = alloc::vec::Vec::with_capacity(count as usize);
+        let mut size0 = None;
+        let mut va = vaddr;
+        for i in 0..count {
+            let at = |error| Failure {
+                error,
+                batch_index: Some(i),
+            };
+            let (cap, slot) = self.batch_frame(cur, first, i)?;
+            let Cap::Frame {
+                paddr,
+                size_bits,
+                mapping,
+                ..
+            } = cap
+            else {
+                return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+            };
+            if *size0.get_or_insert(size_bits) != size_bits {
+                return Err(at(ErrorReply::InvalidArgument { index: 0 }));
+            }
+            if mapping.is_some_and(|m| m.asid != asid || m.vaddr != va) {
+                return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+            }
+            let attrs = self
+                .check_frame_map(cap, asid, root, va, rights, attr, 3)
+                .map_err(at)?;
+            plan.push((slot, paddr, 1u64 << size_bits, va, attrs));
+            va = va.wrapping_add(1 << size_bits);
+        }
+        for (slot, paddr, size, at, attrs) in plan {
+            self.map_frame(asid, at, paddr, size, attrs)?;
+            self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: at }));
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    fn unmap_frames(
+        &mut self,
+        cur: ObjId,
+        vspace: Cap,
+        first: Word,
+        count: Word,
+    ) -> InvocationResult {
+        let (asid, _) = self.batch_vspace(vspace, count)?;
+        let mut plan = alloc::vec::Vec::new();
+        for i in 0..count {
+            let (cap, slot) = self.batch_frame(cur, first, i)?;
+            if let Cap::Frame {
+                paddr,
+                size_bits,
+                mapping: Some(m),
+                ..
+            } = cap
+                && m.asid == asid
+            {
+                plan.push((slot, m, paddr, 1u64 << size_bits));
+            }
+        }
+        for (slot, m, paddr, size) in plan {
+            self.unmap_frame_at(m, paddr, size);
+            self.set_frame_mapping(slot, None);
+        }
+        Ok(Reply::EMPTY)
+    }
+}
