@@ -19,6 +19,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod dmapool;
 pub mod frame;
 pub mod memory;
 pub mod mempool;
