@@ -526,8 +526,11 @@ impl Kernel {
     }
 
     /// Receives on an endpoint or notification (Recv, NBRecv, the second half of ReplyRecv).
+    ///
+    /// As seL4's handleRecv, the thread's pending reply cap is deleted only
+    /// once the lookup has found an endpoint it may receive on; a failed
+    /// lookup or a notification leaves it in place.
     fn recv(&mut self, me: ObjId, cptr: Word, blocking: bool, mrs: [Word; 4]) -> SysOut {
-        self.delete_slot(SlotRef::Tcb(me, TcbSlot::Caller));
         let cap = match self.lookup(me, cptr) {
             Ok((_, c)) => c,
             Err(f) => return self.cap_fault(me, cptr, true, f),
@@ -539,6 +542,7 @@ impl Kernel {
                 if !rights.can_read() {
                     return self.cap_fault(me, cptr, true, missing);
                 }
+                self.delete_slot(SlotRef::Tcb(me, TcbSlot::Caller));
                 if let Some(word) = self.take_bound_signal(me) {
                     return SysOut::Return {
                         x0: word,

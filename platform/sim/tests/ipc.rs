@@ -289,6 +289,37 @@ fn reply_caps_are_one_shot() {
 }
 
 #[test]
+fn a_pending_reply_cap_survives_polls_and_failed_receives() {
+    // seL4's handleRecv deletes the caller cap only when it goes on to
+    // receive on an endpoint: polling a notification or a receive whose
+    // lookup fails leaves it, so the server can still reply.
+    let sim = small();
+    let ep = sim.endpoint().unwrap();
+    let n = sim.notification().unwrap();
+    sim.process("server")
+        .endpoint("ep", &ep, Badge(0), CapRights::ALL)
+        .notification("n", &n, Badge(0), CapRights::ALL)
+        .daemon()
+        .spawn(|boot| {
+            let ep = cap(boot, "ep");
+            rt::recv(ep);
+            let _ = rt::poll(cap(boot, "n"));
+            rt::set_mr(0, 42);
+            rt::reply(msg(0, 1));
+            rt::recv(ep);
+        })
+        .unwrap();
+    sim.process("client")
+        .endpoint("ep", &ep, Badge(1), CapRights::ALL)
+        .spawn(|boot| {
+            rt::call(cap(boot, "ep"), msg(0, 0));
+            assert_eq!(rt::get_mr(0), 42);
+        })
+        .unwrap();
+    sim.run().unwrap();
+}
+
+#[test]
 fn nbsend_drops_when_no_receiver_waits() {
     let sim = small();
     let ep = sim.endpoint().unwrap();
