@@ -85,6 +85,13 @@ const SPIN_MIN: u32 = 1;
 const SPIN_MAX: u32 = 256;
 const SPIN_START: u32 = 32;
 
+/// Whether the host lets this process run on more than one CPU. On one CPU
+/// a waiter that spins only delays the thread it waits for, so it parks at once.
+fn host_has_cpus_to_spin_on() -> bool {
+    static MANY: OnceLock<bool> = OnceLock::new();
+    *MANY.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 impl HostCtl {
     pub fn new() -> Arc<HostCtl> {
         Arc::new(HostCtl {
@@ -109,7 +116,11 @@ impl HostCtl {
 
     /// Waits for the baton: spins for the adaptive budget, then parks.
     pub fn wait(&self) {
-        let budget = self.spin.load(Ordering::Relaxed);
+        let budget = if host_has_cpus_to_spin_on() {
+            self.spin.load(Ordering::Relaxed)
+        } else {
+            0
+        };
         for _ in 0..budget {
             for _ in 0..64 {
                 if self.go.load(Ordering::Relaxed) && self.go.swap(false, Ordering::Acquire) {
@@ -120,8 +131,10 @@ impl HostCtl {
                 std::hint::spin_loop();
             }
         }
-        self.spin
-            .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
+        if budget > 0 {
+            self.spin
+                .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
+        }
         loop {
             if self.go.swap(false, Ordering::Acquire) {
                 return;

@@ -1,7 +1,7 @@
 //! Benchmarks: host harnesses and QEMU instruction counts, gathered into one report.
 //!
 //! Host figures come from criterion benches (`benches/` of any workspace
-//! crate). The convention: a benchmark group is named after the figure
+//! crate), run pinned to CPU 0 with `taskset` where it works. The convention: a benchmark group is named after the figure
 //! (`frame.order0.alloc_free.ns`); the function measuring our code is named
 //! `ours`, and each peer measured side by side in the same run is named
 //! `peer:<name>`. A group that declares `Throughput::Elements(n)` reports its
@@ -125,7 +125,16 @@ fn host_benches(root: &Path, filter: Option<&str>) -> Result<Vec<Figure>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for (package, bench) in &targets {
         println!("bench: {package} / {bench}");
-        let mut command = Command::new(&cargo);
+        // Pinned to one CPU: hand-off figures (the simulator's IPC) are then
+        // same-core, as their targets are stated, and single-threaded
+        // figures do not migrate between cores mid-measurement.
+        let mut command = if pin_available() {
+            let mut c = Command::new("taskset");
+            c.args(["--cpu-list", "0"]).arg(&cargo);
+            c
+        } else {
+            Command::new(&cargo)
+        };
         command
             .current_dir(root)
             .args(["bench", "--package", package, "--bench", bench, "--"]);
@@ -140,6 +149,14 @@ fn host_benches(root: &Path, filter: Option<&str>) -> Result<Vec<Figure>> {
         }
     }
     read_criterion(&root.join("target").join("criterion"), started)
+}
+
+/// Whether `taskset` (util-linux) can pin a command to a CPU here.
+fn pin_available() -> bool {
+    Command::new("taskset")
+        .args(["--cpu-list", "0", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Collects every criterion result under `dir` written since `since`.
