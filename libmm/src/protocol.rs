@@ -20,13 +20,38 @@
 //! sides (shared regions, or the server's copy_to/from_user).
 //!
 //! Page faults reach the server on the same endpoint with seL4's fault labels
-//! (1, 2, 3, 5), which no protocol label uses.
+//! (1, 2, 3, 5), which no protocol label uses. A VM fault in an anonymous or
+//! shared region is resolved and answered (the access restarts); any other
+//! fault — outside every region, in a guard region, against the region's
+//! protection, in a PFNMAP region where nothing was inserted, or one that
+//! cannot be served for lack of memory or quota — is fatal: the server stops
+//! the client's thread and takes back everything it held. A message with a
+//! fault label is taken as a fault of the sender (a forged one only hurts
+//! the forger).
 //!
 //! # Conventions
 //!
 //! Addresses and lengths are bytes in the client's address space and must be
 //! page-aligned where a region is concerned. "Idempotent" below means that
-//! repeating the request after a lost reply leaves the same state.
+//! repeating the request after a lost reply leaves the same state. Every
+//! request is validated whole before anything changes: a refused request
+//! (an [`MmError`] or [`LABEL_MALFORMED`]) changes nothing the client can
+//! observe. The server never hands out a frame with someone else's data:
+//! every page a client receives is zeroed (or holds the object it maps).
+//!
+//! Common errors, not repeated below: `PermissionDenied` for a sender that
+//! is not a client (or one already reclaimed after `Exit`, death or a fatal
+//! fault); `InvalidArgument` for undefined [`Prot`] bits; `Unaligned` for an
+//! unaligned address or length where pages are meant; `Overflow` when
+//! address + length wraps; `QuotaExceeded` when the request would make the
+//! client hold more frames than its quota; `NoMemory` when the frames (or
+//! room in the address space) are not there.
+//!
+//! *Areas* are regions made by a dedicated call (`AllocPages`,
+//! `AllocPagesExact`, `AllocContigRange`, `Vmalloc`, `Vmap`, `VmMapRam`,
+//! `DmaAllocCoherent`): they are freed only by their own free call, with
+//! the address the allocation returned, and `Unmap` or a `FIXED` map over
+//! them is refused with `Busy`.
 
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
@@ -176,11 +201,21 @@ pub const MAX_PFNS: usize = 90;
 pub enum Request {
     // ----- anonymous memory ------------------------------------------------
     /// mmap(MAP_ANONYMOUS): create a region of `len` bytes with `prot`.
-    /// `addr` is a hint (0: anywhere), or exact with FIXED/FIXED_NOREPLACE.
-    /// Pages are demand-zero unless POPULATE. Reply: [`Reply::Mapped`].
-    /// Errors: InvalidArgument (zero or unaligned length, bad flags),
-    /// Overflow, AlreadyMapped (FIXED_NOREPLACE over a region), NoMemory,
-    /// QuotaExceeded. Not idempotent unless FIXED.
+    /// `addr` is a hint used when page-aligned and free (0: anywhere), or the
+    /// exact place with FIXED (replacing what is there) or FIXED_NOREPLACE.
+    /// Placed regions keep a one-page guard gap from their neighbours. Pages
+    /// are demand-zero unless POPULATE (not for PROT_NONE); with HUGE the
+    /// region is 2 MiB aligned (when at least 2 MiB long) and every 2 MiB
+    /// block of it is backed by a 2 MiB frame mapped as a block. GUARD makes
+    /// an inaccessible region (prot must be NONE, no other flag but
+    /// FIXED*); PFNMAP a region with no backing, for `VmInsertPage` and
+    /// friends. Reply: [`Reply::Mapped`]. Errors: InvalidArgument (zero
+    /// length, undefined flags, FIXED with FIXED_NOREPLACE, GUARD or PFNMAP
+    /// with flags they exclude), Unaligned (length; address with FIXED*),
+    /// Overflow (a FIXED range outside the client's window), AlreadyMapped
+    /// (FIXED_NOREPLACE over a region), Busy (FIXED over an area or a
+    /// pinned page), NoMemory, QuotaExceeded (POPULATE). All or nothing.
+    /// Not idempotent unless FIXED.
     Map {
         /// Placement hint or fixed address.
         addr: u64,
@@ -192,8 +227,12 @@ pub enum Request {
         flags: MapFlags,
     },
     /// munmap: unmap every page in the range and free anonymous frames;
-    /// regions straddling its ends are split. Reply: Done. Errors:
-    /// InvalidArgument (unaligned), Overflow. Idempotent.
+    /// regions straddling its ends are split (a 2 MiB block straddling an
+    /// end is split into pages first, contents kept); a shared object
+    /// destroyed by its creator goes with its last mapping. Reply: Done.
+    /// Errors: InvalidArgument (zero length), Unaligned, Overflow (outside
+    /// the client's window), Busy (the range touches an area or a pinned
+    /// page). An empty range succeeds. Idempotent.
     Unmap {
         /// Start (page-aligned).
         addr: u64,
@@ -201,8 +240,11 @@ pub enum Request {
         len: u64,
     },
     /// mprotect: change the protection of every page in the range, which must
-    /// be covered by regions. Reply: Done. Errors: NotMapped (a hole),
-    /// InvalidArgument. Idempotent.
+    /// be covered by regions; mapped pages are re-mapped with the new rights
+    /// (PROT_NONE: unmapped, frames kept). Reply: Done. Errors: NotMapped (a
+    /// hole), InvalidArgument (zero length, a guard region in the range),
+    /// PermissionDenied (more than the grant of a shared object mapped
+    /// there). Idempotent.
     Protect {
         /// Start.
         addr: u64,
@@ -212,8 +254,10 @@ pub enum Request {
         prot: Prot,
     },
     /// madvise(MADV_WILLNEED)/MAP_POPULATE after the fact: back and map every
-    /// page of the range now, in batches. Reply: Done. Errors: NotMapped,
-    /// NoMemory, QuotaExceeded. Idempotent.
+    /// page of the range's anonymous and shared regions now, in batches
+    /// (PROT_NONE, PFNMAP regions and areas are left as they are). Reply:
+    /// Done. Errors: NotMapped (a hole), InvalidArgument (zero length, a
+    /// guard region), NoMemory, QuotaExceeded; all or nothing. Idempotent.
     Populate {
         /// Start.
         addr: u64,
@@ -222,47 +266,60 @@ pub enum Request {
     },
 
     // ----- page allocator --------------------------------------------------
-    /// alloc_pages: `2^order` physically contiguous frames, mapped into the
-    /// caller. Reply: [`Reply::Pages`]. Errors: InvalidArgument (order > 10),
-    /// NoMemory, QuotaExceeded, PermissionDenied (not granted page access).
+    /// alloc_pages: `2^order` physically contiguous frames, aligned to their
+    /// size, zeroed (with or without `Gfp::ZERO`) and mapped into the caller
+    /// as an area. `Gfp::DMA32` takes them below the DMA32 limit,
+    /// `Gfp::ATOMIC` may dig down to the min watermark. Reply:
+    /// [`Reply::Pages`]. Errors: InvalidArgument (order > 10, undefined Gfp
+    /// bits), NoMemory, QuotaExceeded, PermissionDenied (not granted page
+    /// access). Not idempotent.
     AllocPages {
         /// log2 of the page count (0..=10).
         order: u8,
         /// Flags.
         gfp: Gfp,
     },
-    /// free_pages: return pages from AllocPages (the whole block). Errors:
-    /// NotOwner (not such a block of the caller), InvalidArgument.
+    /// free_pages: return pages from AllocPages (the whole block). Reply:
+    /// Done. Errors: NotOwner (no block of that order at that address),
+    /// Busy (a page is pinned, or mapped again with vmap / an insertion).
+    /// A second free is NotOwner.
     FreePages {
         /// The address AllocPages returned.
         addr: u64,
         /// The same order.
         order: u8,
     },
-    /// alloc_pages_exact: exactly `count` contiguous frames. Reply: Pages.
+    /// alloc_pages_exact: exactly `count` contiguous frames (the rest of the
+    /// power-of-two block stays free), zeroed, mapped as an area. Reply:
+    /// Pages. Errors: InvalidArgument (count 0 or above 1024, undefined Gfp
+    /// bits), NoMemory, QuotaExceeded, PermissionDenied (no page grant).
     AllocPagesExact {
         /// Page count (1..=1024).
         count: u32,
         /// Flags.
         gfp: Gfp,
     },
-    /// free_pages_exact.
+    /// free_pages_exact. Reply: Done. Errors: NotOwner (no such area),
+    /// InvalidArgument (another count), Busy (pinned or mapped again).
     FreePagesExact {
         /// The address AllocPagesExact returned.
         addr: u64,
         /// The same count.
         count: u32,
     },
-    /// alloc_contig_range: the frames `[start_pfn, end_pfn)` exactly, mapped
-    /// into the caller; fails with Busy, changing nothing, if any is in use.
-    /// Reply: Pages.
+    /// alloc_contig_range: the frames `[start_pfn, end_pfn)` exactly (at most
+    /// 1024), zeroed, mapped into the caller as an area; nothing is migrated.
+    /// Reply: Pages. Errors: Busy (a frame is in use), InvalidArgument (an
+    /// empty range, more than 1024 frames, a frame that is not RAM, a range
+    /// crossing zones), QuotaExceeded, PermissionDenied (no page grant).
     AllocContigRange {
         /// First frame.
         start_pfn: u64,
         /// One past the last frame.
         end_pfn: u64,
     },
-    /// free_contig_range.
+    /// free_contig_range: the whole range given back. Reply: Done. Errors:
+    /// NotOwner (no such area), InvalidArgument (another count), Busy.
     FreeContigRange {
         /// The address AllocContigRange returned.
         addr: u64,
@@ -271,38 +328,48 @@ pub enum Request {
     },
 
     // ----- virtually contiguous memory -------------------------------------
-    /// vmalloc/vzalloc/vmalloc_user/vmalloc_32: `size` bytes of virtually
-    /// contiguous memory (frames need not be contiguous). Reply: Mapped.
+    /// vmalloc/vzalloc/vmalloc_user/vmalloc_32: `size` bytes (rounded up to
+    /// pages) of virtually contiguous memory (frames need not be contiguous;
+    /// DMA32 frames for `Dma32`), always zeroed, mapped now as an area with
+    /// guard gaps. Reply: Mapped. Errors: InvalidArgument (size 0 or above
+    /// 4 GiB), NoMemory, QuotaExceeded.
     Vmalloc {
         /// Bytes.
         size: u64,
         /// Which variant.
         kind: VmallocKind,
     },
-    /// vfree: free a vmalloc area. Errors: NotOwner.
+    /// vfree: free a vmalloc area. Reply: Done. Errors: NotOwner (no vmalloc
+    /// area at `addr`), Busy (pinned, or a page mapped again with vmap).
     Vfree {
         /// Its address.
         addr: u64,
     },
-    /// vmap: map frames the caller owns (from AllocPages) contiguously.
-    /// Reply: Mapped. Errors: NotOwner (a frame is not the caller's).
+    /// vmap: map frames the caller owns (pages of its page blocks or vmalloc
+    /// areas; not DMA pages) contiguously, as an area; a frame may appear
+    /// more than once. Nothing is charged: the frames stay where they are
+    /// owned (which cannot be freed while vmapped). Reply: Mapped. Errors:
+    /// NotOwner (a frame is not the caller's), InvalidArgument (no frames,
+    /// PROT_NONE).
     Vmap {
         /// The frames.
         pfns: List<u64, MAX_PFNS>,
         /// Protection.
         prot: Prot,
     },
-    /// vunmap: unmap a vmap area (the frames stay the caller's).
+    /// vunmap: unmap a vmap area (the frames stay the caller's). Reply:
+    /// Done. Errors: NotOwner (no vmap area at `addr`), Busy (pinned).
     Vunmap {
         /// Its address.
         addr: u64,
     },
-    /// vm_map_ram: as Vmap, read/write.
+    /// vm_map_ram: as Vmap, read/write. Reply: Mapped.
     VmMapRam {
         /// The frames.
         pfns: List<u64, MAX_PFNS>,
     },
-    /// vm_unmap_ram.
+    /// vm_unmap_ram. Reply: Done. Errors: NotOwner, InvalidArgument (another
+    /// count), Busy (pinned).
     VmUnmapRam {
         /// Its address.
         addr: u64,
@@ -311,8 +378,10 @@ pub enum Request {
     },
 
     // ----- mapping into PFNMAP regions -------------------------------------
-    /// vm_insert_page: map a frame the caller owns at `addr` inside a PFNMAP
-    /// region. Errors: NotMapped (no such region), AlreadyMapped, NotOwner.
+    /// vm_insert_page: map a frame the caller owns (a page of its page blocks
+    /// or vmalloc areas) at `addr` inside a PFNMAP region, with the region's
+    /// protection. Reply: Done. Errors: NotMapped (no region at `addr`),
+    /// InvalidArgument (not a PFNMAP region), AlreadyMapped, NotOwner.
     VmInsertPage {
         /// Target address.
         addr: u64,
@@ -320,14 +389,17 @@ pub enum Request {
         pfn: u64,
     },
     /// vm_insert_pfn: as VmInsertPage for any frame the caller may map:
-    /// its own, or device memory its manifest grants.
+    /// its own, or device memory its manifest grants (mapped Device-nGnRE,
+    /// never executable). Errors: also PermissionDenied (device memory not
+    /// granted), InvalidArgument (neither RAM nor device memory).
     VmInsertPfn {
         /// Target address.
         addr: u64,
         /// The frame.
         pfn: u64,
     },
-    /// vm_insert_pfn_prot: with a protection.
+    /// vm_insert_pfn_prot: with a protection, which must be within the
+    /// region's and not PROT_NONE (PermissionDenied otherwise).
     VmInsertPfnProt {
         /// Target address.
         addr: u64,
@@ -336,7 +408,10 @@ pub enum Request {
         /// Protection.
         prot: Prot,
     },
-    /// remap_pfn_range: map `size` bytes of frames from `pfn` at `addr`.
+    /// remap_pfn_range: map `size` bytes of frames from `pfn` at `addr`,
+    /// all inside one PFNMAP region with nothing inserted there yet; the
+    /// frames are all the caller's own or all granted device memory.
+    /// Reply: Done. Errors as VmInsertPfnProt.
     RemapPfnRange {
         /// Target address.
         addr: u64,
@@ -347,8 +422,11 @@ pub enum Request {
         /// Protection.
         prot: Prot,
     },
-    /// vm_iomap_memory: map the device range `[phys, phys + len)` at the
-    /// start of the PFNMAP region at `addr`, with device attributes.
+    /// vm_iomap_memory: map the device range from `phys` over the whole
+    /// PFNMAP region that starts at `addr` (which must not be longer than
+    /// `len`), with device attributes. Reply: Done. Errors: InvalidArgument
+    /// (no PFNMAP region starting at `addr`, region longer than `len`, RAM),
+    /// PermissionDenied (not granted), AlreadyMapped.
     VmIomapMemory {
         /// Region start.
         addr: u64,
@@ -357,8 +435,10 @@ pub enum Request {
         /// Bytes.
         len: u64,
     },
-    /// zap_vma_ptes: remove the page-table entries of a range of a PFNMAP
-    /// region (the region stays).
+    /// zap_vma_ptes: remove the page-table entries of a range of PFNMAP
+    /// regions (the regions stay). Reply: Done. Errors: NotMapped (a hole),
+    /// InvalidArgument (a region that is not PFNMAP), Busy (pinned).
+    /// Idempotent.
     ZapVmaPtes {
         /// Start.
         addr: u64,
@@ -366,7 +446,11 @@ pub enum Request {
         len: u64,
     },
     /// unmap_mapping_range: unmap pages `[first, first + count)` of a shared
-    /// object from every client that maps them (they fault back in).
+    /// object from every client that maps them (pinned pages excepted, until
+    /// put); the pages stay in the object and fault back in. Only its
+    /// creator may. Reply: Done. Errors:
+    /// NoSuchHandle, PermissionDenied, InvalidArgument (`first` past the
+    /// end). Idempotent.
     UnmapMappingRange {
         /// The shared object.
         handle: u64,
@@ -375,19 +459,25 @@ pub enum Request {
         /// Page count (0: to the end).
         count: u64,
     },
-    /// follow_pfn: the frame mapped at `addr`. Reply: [`Reply::Pfn`].
+    /// follow_pfn: the frame mapped at `addr` (a device frame: its physical
+    /// address / 4096). Reply: [`Reply::Pfn`]. Errors: NotMapped.
     FollowPfn {
         /// Address.
         addr: u64,
     },
 
     // ----- shared memory ---------------------------------------------------
-    /// Create a shared object of `size` bytes. Reply: [`Reply::Handle`].
+    /// Create a shared object of `size` bytes (rounded up to pages), zeroed,
+    /// charged to the creator. Reply: [`Reply::Handle`]. Errors:
+    /// InvalidArgument (size 0 or above 4 GiB), NoMemory, QuotaExceeded.
     ShmCreate {
         /// Bytes.
         size: u64,
     },
-    /// Allow another client to map the object.
+    /// Allow another client to map the object with at most `prot` (a
+    /// second grant replaces the first). Only the creator may. Reply: Done.
+    /// Errors: NoSuchHandle (no such object, or no such client),
+    /// PermissionDenied. Idempotent.
     ShmGrant {
         /// The object.
         handle: u64,
@@ -396,7 +486,9 @@ pub enum Request {
         /// The most it may map it with.
         prot: Prot,
     },
-    /// Map a shared object (one's own or granted). Reply: Mapped.
+    /// Map the whole of a shared object (one's own with any protection, or
+    /// granted, within the grant), all pages mapped now. Reply: Mapped.
+    /// Errors: NoSuchHandle (none, or destroyed), PermissionDenied.
     ShmMap {
         /// The object.
         handle: u64,
@@ -405,8 +497,10 @@ pub enum Request {
         /// Protection.
         prot: Prot,
     },
-    /// Destroy a shared object the caller created: it disappears when the
-    /// last mapping goes.
+    /// Destroy a shared object the caller created: no new mapping is
+    /// allowed, and it disappears when the last mapping goes (as it does
+    /// when its creator dies). Reply: Done. Errors: NoSuchHandle (then),
+    /// PermissionDenied.
     ShmDestroy {
         /// The object.
         handle: u64,
@@ -414,8 +508,14 @@ pub enum Request {
 
     // ----- user memory access ----------------------------------------------
     /// copy_to_user: copy `len` bytes from the caller's `src` to `client`'s
-    /// `dst` (the caller itself, or any client if granted user access).
-    /// Reply: [`Reply::NotCopied`] with the bytes not copied.
+    /// `dst` (the caller itself, or any client if granted user access),
+    /// through the page maps of both and the server's window. Pages not yet
+    /// backed are faulted in as the client's own access would be; the copy
+    /// stops at the first byte it cannot read or write (no region, guard,
+    /// protection, device memory). Reply: [`Reply::NotCopied`] with the
+    /// bytes not copied (0: all). Errors: PermissionDenied (another client
+    /// without the grant), NoSuchHandle (no such client), InvalidArgument
+    /// (more than 64 MiB).
     CopyToUser {
         /// Target client (the caller's own id allowed).
         client: ClientId,
@@ -426,7 +526,8 @@ pub enum Request {
         /// Bytes.
         len: u64,
     },
-    /// copy_from_user: copy from `client`'s `src` to the caller's `dst`.
+    /// copy_from_user: copy from `client`'s `src` to the caller's `dst`;
+    /// as CopyToUser.
     CopyFromUser {
         /// Source client.
         client: ClientId,
@@ -437,7 +538,8 @@ pub enum Request {
         /// Bytes.
         len: u64,
     },
-    /// clear_user: zero `len` bytes at `client`'s `addr`. Reply: NotCopied.
+    /// clear_user: zero `len` bytes at `client`'s `addr`. Reply: NotCopied
+    /// (the bytes not cleared). Errors as CopyToUser.
     ClearUser {
         /// Target client.
         client: ClientId,
@@ -447,7 +549,9 @@ pub enum Request {
         len: u64,
     },
     /// memdup_user: copy `len` bytes of `client`'s memory at `src` into new
-    /// memory of the caller's. Reply: Mapped. Errors: Fault if not all copied.
+    /// (anonymous, populated) memory of the caller's. Reply: Mapped. Errors:
+    /// Fault if not all could be read (nothing is kept), InvalidArgument
+    /// (len 0 or above 64 MiB), and those of CopyFromUser and Map.
     MemdupUser {
         /// Source client.
         client: ClientId,
@@ -457,7 +561,12 @@ pub enum Request {
         len: u64,
     },
     /// get_user_pages_fast: fault in and pin `count` pages from `addr` (for
-    /// writing if `write`); the frames stay while pinned. Reply: [`Reply::Pfns`].
+    /// writing if `write`); a pinned page's frame stays where it is until
+    /// put (a 2 MiB block is split into pages first), and its range cannot
+    /// be unmapped (Busy). Reply: [`Reply::Pfns`]. Errors: InvalidArgument
+    /// (count 0 or above 90), NotMapped (a hole), Fault (a page that cannot
+    /// be reached with that access, or device memory; nothing pinned),
+    /// QuotaExceeded. Pins nest.
     GetUserPagesFast {
         /// Start (page-aligned).
         addr: u64,
@@ -466,7 +575,8 @@ pub enum Request {
         /// Pin for writing.
         write: bool,
     },
-    /// put_page for each of the frames pinned at `addr`.
+    /// put_page for each of `count` pages pinned from `addr`. Reply: Done.
+    /// Errors: InvalidArgument (a page not pinned; nothing changed).
     PutUserPages {
         /// Start.
         addr: u64,
@@ -475,14 +585,17 @@ pub enum Request {
     },
 
     // ----- DMA -------------------------------------------------------------
-    /// dma_alloc_coherent: physically contiguous DMA32 frames mapped Normal
-    /// non-cacheable. Reply: [`Reply::Dma`]. Errors: PermissionDenied (not
-    /// granted DMA), NoMemory.
+    /// dma_alloc_coherent: physically contiguous DMA32 frames, zeroed,
+    /// mapped Normal non-cacheable as an area. The bus address is the
+    /// physical address (no IOMMU on QEMU virt). Reply: [`Reply::Dma`].
+    /// Errors: PermissionDenied (not granted DMA), InvalidArgument (size 0
+    /// or above 4 MiB), NoMemory, QuotaExceeded.
     DmaAllocCoherent {
         /// Bytes.
         size: u64,
     },
-    /// dma_free_coherent.
+    /// dma_free_coherent. Reply: Done. Errors: NotOwner (no DMA area at
+    /// `addr`), InvalidArgument (another size), Busy (pinned).
     DmaFreeCoherent {
         /// The address returned.
         addr: u64,
@@ -491,13 +604,19 @@ pub enum Request {
     },
 
     // ----- statistics and lifecycle ----------------------------------------
-    /// Free pages per zone and order. Reply: [`Reply::Zones`].
+    /// Free pages per zone and order (both zones, even an empty one).
+    /// Reply: [`Reply::Zones`].
     ZoneStats,
     /// The caller's accounting. Reply: [`Reply::Client`].
     ClientStats,
-    /// The caller is exiting: release everything it holds. Reply: Done.
+    /// The caller is exiting: release everything it holds (shared objects it
+    /// created are destroyed). Reply: Done. The server serves it no more:
+    /// later requests, a second Exit included, get PermissionDenied.
     Exit,
-    /// From the supervisor only: `client` died; release everything it held.
+    /// From the supervisor only (the badge the server's manifest names):
+    /// `client` died; release everything it held. Reply: Done (also for a
+    /// client already reclaimed). Errors: PermissionDenied (not the
+    /// supervisor), NoSuchHandle (no such client). Idempotent.
     ClientDied {
         /// The dead client.
         client: ClientId,
@@ -522,7 +641,8 @@ pub struct ZoneInfo {
 pub struct ClientInfo {
     /// The client's id (its badge).
     pub id: ClientId,
-    /// Frames it holds.
+    /// Frames it holds (charged against its quota: anonymous pages, page
+    /// blocks, vmalloc, DMA, shared objects it created).
     pub resident_pages: u64,
     /// Its quota in frames.
     pub quota_pages: u64,
@@ -608,13 +728,14 @@ pub enum MmError {
     PermissionDenied = 7,
     /// No such handle or object (EBADF).
     NoSuchHandle = 8,
-    /// In use (EBUSY).
+    /// In use (EBUSY): frames taken, or an area / pinned page in the way.
     Busy = 9,
     /// Over the caller's page quota (EDQUOT).
     QuotaExceeded = 10,
     /// Not the caller's to free or map.
     NotOwner = 11,
-    /// Not supported by this server.
+    /// Reserved (keeps the codes stable): the MM server supports every
+    /// request of this protocol and never answers with it.
     Unsupported = 12,
     /// An access to the client's memory faulted (EFAULT).
     Fault = 13,

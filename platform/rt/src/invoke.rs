@@ -422,10 +422,21 @@ fn batch(vspace: CPtr, inv: Invocation) -> Result<(), BatchError> {
             *g = if i < 4 { mrs[i] } else { b.msg[i] };
         }
     });
-    let frame = (len > 0 && got[0] != Word::MAX).then_some(got[0]);
-    let error = ErrorReply::from_reply(reply.label(), &got[1.min(len)..len])
-        .unwrap_or(ErrorReply::IllegalOperation);
-    Err(BatchError { frame, error })
+    // The batched invocation's own errors carry the index of the frame at
+    // fault first, then the error's usual MRs. An error raised before the
+    // invocation runs (the invoked cap is null or not a VSpace) carries only
+    // the usual MRs — one fewer — and concerns no single frame.
+    match ErrorReply::from_reply(reply.label(), &got[1.min(len)..len]) {
+        Some(error) if len > 0 => Err(BatchError {
+            frame: (got[0] != Word::MAX).then_some(got[0]),
+            error,
+        }),
+        _ => Err(BatchError {
+            frame: None,
+            error: ErrorReply::from_reply(reply.label(), &got[..len])
+                .unwrap_or(ErrorReply::IllegalOperation),
+        }),
+    }
 }
 
 /// **Extension** VSpace_MapFrames: maps the frames whose caps are in `count`

@@ -126,3 +126,40 @@ fn one_main_serves_both_places() {
     sim.run().unwrap();
     assert_eq!(sim.console_of(p), "portable\n");
 }
+
+#[test]
+fn batch_errors_before_the_invocation_name_no_frame() {
+    let sim = Sim::new(SimConfig::small());
+    sim.process("p")
+        .spawn(|boot| {
+            let empty = CPtr(boot.first_free_slot);
+            // A batched map or unmap on an empty slot fails before the
+            // invocation runs: the error carries no frame index.
+            let e = rt::invoke::vspace_unmap_frames(empty, CPtr(SLOT_VSPACE), 1).unwrap_err();
+            assert_eq!(e.frame, None);
+            assert_eq!(e.error, rt::ErrorReply::InvalidCapability { index: 0 });
+            let e =
+                rt::invoke::vspace_map_frames(empty, CPtr(1), 1, 0x1000_0000, CapRights::READ, 0)
+                    .unwrap_err();
+            assert_eq!(e.frame, None);
+            assert_eq!(e.error, rt::ErrorReply::InvalidCapability { index: 0 });
+            // On a cap that is not a VSpace: IllegalOperation, no frame.
+            let e = rt::invoke::vspace_unmap_frames(CPtr(rt::abi::boot::SLOT_TCB), CPtr(1), 1)
+                .unwrap_err();
+            assert_eq!((e.frame, e.error), (None, rt::ErrorReply::IllegalOperation));
+            // The invocation's own errors still name the frame at fault.
+            let e = rt::invoke::vspace_map_frames(
+                CPtr(SLOT_VSPACE),
+                CPtr(rt::abi::boot::SLOT_TCB),
+                1,
+                0x1000_0000,
+                CapRights::READ,
+                0,
+            )
+            .unwrap_err();
+            assert_eq!(e.frame, Some(0));
+            assert_eq!(e.error, rt::ErrorReply::InvalidCapability { index: 0 });
+        })
+        .unwrap();
+    sim.run().unwrap();
+}

@@ -1,0 +1,334 @@
+//! A client's page map: what the server has mapped at each page of its address space.
+//!
+//! The server's own record of a client's page tables (which it cannot read
+//! back from the kernel): per 2 MiB of address space a leaf of 512 entries,
+//! or one entry for a 2 MiB block mapping. An entry ([`Pte`]) holds the
+//! frame, how the frame is held (the client's own anonymous page, a page of
+//! one of its areas, a page of a shared object, a frame it owns inserted a
+//! second time, a device frame), whether it is currently in the page tables
+//! and with which rights, and which cap maps it.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use mm_core::addr::PAGE_SIZE;
+
+/// Bytes covered by one leaf.
+pub(crate) const LEAF_SPAN: u64 = 2 << 20;
+const LEAF_PAGES: usize = 512;
+
+/// How the frame behind an entry is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// A private anonymous page of this mapping: freed when unmapped.
+    Own = 0,
+    /// A page of one of the client's areas (page blocks, vmalloc, DMA):
+    /// freed with the area.
+    Area = 1,
+    /// A page of a shared object (recorded in the reverse map).
+    Shm = 2,
+    /// A frame the client owns, mapped here a second time (vmap,
+    /// vm_insert_page, remap_pfn_range; recorded in the reverse map).
+    Borrow = 3,
+    /// A device frame (frame number = physical address / 4096).
+    Dev = 4,
+}
+
+/// One page's entry. `tag` names the cap mapping it (0: the frame's primary
+/// copy; `i + 1`: extra slot `i`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pte {
+    bits: u64,
+    /// The cap tag.
+    pub tag: u32,
+}
+
+const PRESENT: u64 = 1 << 63;
+const MAPPED: u64 = 1 << 62;
+const WRITE: u64 = 1 << 61;
+const EXEC: u64 = 1 << 60;
+const UNCACHED: u64 = 1 << 59;
+const KIND_SHIFT: u32 = 56;
+const PFN_MASK: u64 = (1 << 48) - 1;
+
+impl Pte {
+    /// A present entry for frame `pfn`, mapped (`mapped`) with `write`/`exec`.
+    pub fn new(pfn: u64, hold: Hold, mapped: bool, write: bool, exec: bool, tag: u32) -> Pte {
+        let mut bits = PRESENT | (pfn & PFN_MASK) | (hold as u64) << KIND_SHIFT;
+        if mapped {
+            bits |= MAPPED;
+        }
+        if write {
+            bits |= WRITE;
+        }
+        if exec {
+            bits |= EXEC;
+        }
+        Pte { bits, tag }
+    }
+
+    /// Whether the entry is in use.
+    pub fn present(self) -> bool {
+        self.bits & PRESENT != 0
+    }
+    /// The frame number.
+    pub fn pfn(self) -> u64 {
+        self.bits & PFN_MASK
+    }
+    /// How the frame is held.
+    pub fn hold(self) -> Hold {
+        match (self.bits >> KIND_SHIFT) & 7 {
+            0 => Hold::Own,
+            1 => Hold::Area,
+            2 => Hold::Shm,
+            3 => Hold::Borrow,
+            _ => Hold::Dev,
+        }
+    }
+    /// Whether it is in the page tables.
+    pub fn mapped(self) -> bool {
+        self.bits & MAPPED != 0
+    }
+    /// Whether it is mapped writable.
+    pub fn writable(self) -> bool {
+        self.bits & WRITE != 0
+    }
+    /// Whether it is mapped executable.
+    pub fn exec(self) -> bool {
+        self.bits & EXEC != 0
+    }
+    /// Whether it is mapped Normal non-cacheable (DMA-coherent memory).
+    pub fn uncached(self) -> bool {
+        self.bits & UNCACHED != 0
+    }
+    /// The same entry, mapped Normal non-cacheable.
+    pub fn with_uncached(mut self) -> Pte {
+        self.bits |= UNCACHED;
+        self
+    }
+    /// The same entry with another mapping state.
+    pub fn with_mapping(self, mapped: bool, write: bool, exec: bool) -> Pte {
+        let mut p = Pte::new(self.pfn(), self.hold(), mapped, write, exec, self.tag);
+        p.bits |= self.bits & UNCACHED;
+        p
+    }
+    /// The memory attributes its mapping uses.
+    pub fn attr(self) -> abi::Word {
+        use abi::vm::{CACHEABLE, EXECUTE_NEVER, NORMAL_UNCACHED};
+        if self.hold() == Hold::Dev {
+            EXECUTE_NEVER
+        } else if self.uncached() {
+            NORMAL_UNCACHED | EXECUTE_NEVER
+        } else if self.exec() {
+            CACHEABLE
+        } else {
+            CACHEABLE | EXECUTE_NEVER
+        }
+    }
+}
+
+struct SmallLeaf {
+    ptes: [Pte; LEAF_PAGES],
+    count: u16,
+}
+
+enum Leaf {
+    Small(Box<SmallLeaf>),
+    Huge(Pte),
+}
+
+/// One entry seen by a range walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A 4 KiB page at `.0`.
+    Page(u64, Pte),
+    /// A 2 MiB block at `.0` (its entry's frame is the first of 512).
+    Block(u64, Pte),
+}
+
+/// The page map of one client.
+#[derive(Default)]
+pub(crate) struct PageMap {
+    leaves: BTreeMap<u64, Leaf>,
+    pages: u64,
+}
+
+impl PageMap {
+    /// Pages with an entry (a block counts 512).
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// The entry for the page at `va`; inside a block, the block's entry
+    /// with the page's frame.
+    pub fn get(&self, va: u64) -> Option<Pte> {
+        match self.leaves.get(&(va / LEAF_SPAN))? {
+            Leaf::Small(l) => {
+                let p = l.ptes[((va % LEAF_SPAN) / PAGE_SIZE) as usize];
+                p.present().then_some(p)
+            }
+            Leaf::Huge(p) => {
+                let i = (va % LEAF_SPAN) / PAGE_SIZE;
+                let mut q = *p;
+                q.bits = (q.bits & !PFN_MASK) | ((p.pfn() + i) & PFN_MASK);
+                Some(q)
+            }
+        }
+    }
+
+    /// Whether the 2 MiB at `va` holds a block.
+    pub fn block(&self, va: u64) -> Option<Pte> {
+        match self.leaves.get(&(va / LEAF_SPAN))? {
+            Leaf::Huge(p) => Some(*p),
+            Leaf::Small(_) => None,
+        }
+    }
+
+    /// Whether no page of the 2 MiB at `va` has an entry.
+    pub fn leaf_empty(&self, va: u64) -> bool {
+        !self.leaves.contains_key(&(va / LEAF_SPAN))
+    }
+
+    /// Sets the entry of the page at `va` (which must not be in a block);
+    /// returns the entry it replaced.
+    pub fn set(&mut self, va: u64, pte: Pte) -> Option<Pte> {
+        let leaf = self.leaves.entry(va / LEAF_SPAN).or_insert_with(|| {
+            Leaf::Small(Box::new(SmallLeaf {
+                ptes: [Pte::default(); LEAF_PAGES],
+                count: 0,
+            }))
+        });
+        let Leaf::Small(l) = leaf else {
+            return None;
+        };
+        let slot = &mut l.ptes[((va % LEAF_SPAN) / PAGE_SIZE) as usize];
+        let old = *slot;
+        *slot = pte;
+        if !old.present() {
+            l.count += 1;
+            self.pages += 1;
+        }
+        old.present().then_some(old)
+    }
+
+    /// Removes the entry of the page at `va` (not in a block).
+    pub fn remove(&mut self, va: u64) -> Option<Pte> {
+        let key = va / LEAF_SPAN;
+        let Some(Leaf::Small(l)) = self.leaves.get_mut(&key) else {
+            return None;
+        };
+        let slot = &mut l.ptes[((va % LEAF_SPAN) / PAGE_SIZE) as usize];
+        if !slot.present() {
+            return None;
+        }
+        let old = core::mem::take(slot);
+        l.count -= 1;
+        self.pages -= 1;
+        if l.count == 0 {
+            self.leaves.remove(&key);
+        }
+        Some(old)
+    }
+
+    /// Records a block at the 2 MiB-aligned `va` (the leaf must be empty).
+    pub fn set_block(&mut self, va: u64, pte: Pte) {
+        if self
+            .leaves
+            .insert(va / LEAF_SPAN, Leaf::Huge(pte))
+            .is_none()
+        {
+            self.pages += LEAF_PAGES as u64;
+        }
+    }
+
+    /// Updates the entry of the block at `va`.
+    pub fn update_block(&mut self, va: u64, pte: Pte) {
+        if let Some(Leaf::Huge(p)) = self.leaves.get_mut(&(va / LEAF_SPAN)) {
+            *p = pte;
+        }
+    }
+
+    /// Removes the block at `va`.
+    pub fn remove_block(&mut self, va: u64) -> Option<Pte> {
+        let key = va / LEAF_SPAN;
+        match self.leaves.get(&key) {
+            Some(Leaf::Huge(_)) => {}
+            _ => return None,
+        }
+        self.pages -= LEAF_PAGES as u64;
+        match self.leaves.remove(&key) {
+            Some(Leaf::Huge(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Every entry in `[lo, hi)` (blocks overlapping it included whole),
+    /// in address order.
+    pub fn entries(&self, lo: u64, hi: u64) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if hi <= lo {
+            return out;
+        }
+        for (&key, leaf) in self.leaves.range(lo / LEAF_SPAN..=(hi - 1) / LEAF_SPAN) {
+            let base = key * LEAF_SPAN;
+            match leaf {
+                Leaf::Huge(p) => out.push(Entry::Block(base, *p)),
+                Leaf::Small(l) => {
+                    let first = if lo > base {
+                        ((lo - base) / PAGE_SIZE) as usize
+                    } else {
+                        0
+                    };
+                    let last = if hi - base < LEAF_SPAN {
+                        (hi - base).div_ceil(PAGE_SIZE) as usize
+                    } else {
+                        LEAF_PAGES
+                    };
+                    for i in first..last {
+                        let p = l.ptes[i];
+                        if p.present() {
+                            out.push(Entry::Page(base + i as u64 * PAGE_SIZE, p));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every entry.
+    pub fn all(&self) -> Vec<Entry> {
+        self.entries(0, u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_get_remove_blocks() {
+        let mut m = PageMap::default();
+        let p = Pte::new(0x40123, Hold::Own, true, true, false, 0);
+        assert_eq!(m.set(0x1000_1000, p), None);
+        assert_eq!(m.get(0x1000_1000), Some(p));
+        assert_eq!(m.get(0x1000_2000), None);
+        assert!(!m.leaf_empty(0x1000_0000));
+        m.set_block(
+            0x1040_0000,
+            Pte::new(0x40200, Hold::Own, true, true, false, 0),
+        );
+        assert_eq!(m.pages(), 513);
+        assert_eq!(m.get(0x1040_3000).unwrap().pfn(), 0x40203);
+        let e = m.entries(0x1000_0000, 0x1080_0000);
+        assert_eq!(e.len(), 2);
+        assert!(matches!(e[1], Entry::Block(0x1040_0000, _)));
+        assert_eq!(m.remove(0x1000_1000), Some(p));
+        assert!(m.leaf_empty(0x1000_0000));
+        assert!(m.remove_block(0x1040_0000).is_some());
+        assert_eq!(m.pages(), 0);
+        let q = p.with_mapping(false, false, false);
+        assert!(q.present() && !q.mapped() && q.hold() == Hold::Own && q.pfn() == 0x40123);
+    }
+}
