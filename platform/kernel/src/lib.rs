@@ -28,7 +28,8 @@
 //!   the same way.
 //! - **Simple and clear before fast and clever**, then the measured fast
 //!   paths (register-only Call and ReplyRecv) made fast where the
-//!   benchmarks say so.
+//!   benchmarks say so — still in safe Rust, by shaping the data they read
+//!   (see `kerncore::syscall`'s fastpaths).
 //!
 //! # Invariants
 //!
@@ -43,6 +44,12 @@
 //!   the kernel image, its heap, or the boot processes' images and tables.
 //! - A thread is in a ready queue iff it is runnable and not running; a
 //!   blocked thread is in exactly the queue of the object it waits on.
+//!   Queues are linked through the threads' TCBs.
+//! - After boot only `Untyped_Retype` allocates from the kernel heap, and
+//!   it allocates everything its objects need before it changes anything
+//!   (failing with NotEnoughMemory when the heap is full): no user action
+//!   can run the heap out into a panic (checked by counting allocations in
+//!   the host tests, and by the `heap` QEMU test).
 //! - The kernel runs with interrupts masked, on one core, on one stack; it
 //!   never blocks.
 //!
@@ -58,6 +65,9 @@ pub mod elf;
 pub mod kerncore;
 pub mod loader;
 pub mod machine;
+
+#[cfg(test)]
+pub mod testing_alloc;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod arch;

@@ -9,6 +9,14 @@
 //! as Untyped capabilities, so that nothing a process can reach overlaps
 //! the kernel, its heap or the boot objects.
 //!
+//! Devices: the server gets each device region as device Untyped caps
+//! (descriptors of kind `DeviceUntyped`, named after the device, `value`
+//! the physical address) and, for a device with an interrupt, a descriptor
+//! of kind `IrqControl` with the same name whose slot is the IRQ control
+//! cap ([`SLOT_IRQ_CONTROL`]) and whose `value` is the device's interrupt
+//! number (the GIC's INTID, from the device tree): what to ask the IRQ
+//! control for (`IRQControl_Get`) to handle that device's interrupt.
+//!
 //! Virtual layout of a process: its ELF segments where they are linked, the
 //! stack below [`STACK_TOP`] with an unmapped guard page under it, the IPC
 //! buffer at [`IPC_BUFFER_VADDR`] and the boot info (read-only) at
@@ -123,6 +131,8 @@ pub struct DeviceRegion {
     pub base: u64,
     /// Size in bytes.
     pub size: u64,
+    /// Its interrupt (GIC INTID), if it has one the server may handle.
+    pub irq: Option<u32>,
 }
 
 /// Why the boot processes could not be started.
@@ -232,7 +242,7 @@ impl<M: Machine> Kernel<M> {
         let root = self.alloc_zeroed(mem, PAGE)?;
         let asid = self.assign_asid(root).ok_or_else(|| err("out of ASIDs"))?;
         let tcb_paddr = self.alloc_zeroed(mem, PAGE)?;
-        let tcb = self.create_tcb(tcb_paddr);
+        let tcb = self.create_tcb(tcb_paddr, None);
 
         // The image.
         for seg in elf.segments() {
@@ -448,11 +458,13 @@ impl<M: Machine> Kernel<M> {
     ) -> Result<(), LoadError> {
         let s_cnode = loaded[server].cnode;
         let ep_paddr = self.alloc_zeroed(mem, PAGE)?;
-        let ep = self.endpoints.insert(Endpoint {
-            paddr: ep_paddr,
-            state: EndpointState::Idle,
-            queue: Default::default(),
-        });
+        let ep = self
+            .endpoints
+            .insert(crate::kerncore::object::Boxed::new(Endpoint {
+                paddr: ep_paddr,
+                state: EndpointState::Idle,
+                queue: crate::kerncore::object::ThreadQueue::default(),
+            }));
         let mut next = FIRST_GRANTED_SLOT;
         let mut info = core::mem::replace(&mut loaded[server].info, BootInfo::new(0, 0, 0));
         let ep_slot = self.grant_cap(
@@ -545,6 +557,16 @@ impl<M: Machine> Kernel<M> {
                     base,
                     d.name,
                 )?;
+            }
+            if let Some(irq) = d.irq {
+                info.push(CapDescriptor {
+                    slot: SLOT_IRQ_CONTROL,
+                    kind: CapKind::IrqControl,
+                    size_bits: 0,
+                    value: Word::from(irq),
+                    name: CapDescriptor::name_bytes(d.name),
+                })
+                .map_err(|_| err("too many capabilities for the boot info"))?;
             }
         }
         let free: Vec<PhysRange> = mem.remaining().to_vec();

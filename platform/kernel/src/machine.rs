@@ -28,12 +28,6 @@ pub trait Machine {
     fn irq_set_enabled(&mut self, irq: u32, enabled: bool);
     /// Writes bytes on the kernel console.
     fn console_write(&mut self, bytes: &[u8]);
-    /// Bytes of kernel heap certainly still available for object
-    /// bookkeeping (a retype that would need more fails with
-    /// NotEnoughMemory instead of exhausting the heap).
-    fn kernel_memory_available(&self) -> u64 {
-        u64::MAX
-    }
     /// Stops the system with an exit status (QEMU exits with it). On the
     /// host the fake machine records the status and returns.
     fn halt(&mut self, status: u32);

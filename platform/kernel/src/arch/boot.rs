@@ -2,7 +2,6 @@
 
 use core::cell::UnsafeCell;
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{CNTKCTL_EL1, VBAR_EL1, Writeable};
 
@@ -12,7 +11,7 @@ use crate::arch::{cpu, gic, heap, mmu, semihosting, timer, vectors};
 use crate::bootimage::{Archive, ArchiveError};
 use crate::devicetree::{BootInfo, blob_size};
 use crate::kerncore::Kernel;
-use crate::kerncore::object::Context;
+use crate::kerncore::object::{AddressSpace, Context};
 use crate::kerncore::syscall::Event;
 use crate::loader::{BootMemory, DeviceRegion};
 use crate::{console, kprintln};
@@ -29,8 +28,18 @@ unsafe impl Sync for Global {}
 
 static KERNEL: Global = Global(UnsafeCell::new(None));
 
-/// The TTBR0 value currently installed.
-static USER_TTBR0: AtomicU64 = AtomicU64::new(0);
+/// The kernel state, on the fastpath: without checking that boot made it.
+///
+/// # Safety
+///
+/// As for [`kernel`], and boot must have made the kernel (true of every
+/// entry from user level: threads run only after that).
+#[inline(always)]
+pub unsafe fn kernel_after_boot() -> &'static mut Kernel<HwMachine> {
+    // SAFETY: the caller guarantees exclusivity and that `kernel_main`
+    // filled the cell.
+    unsafe { (*KERNEL.0.get()).as_mut().unwrap_unchecked() }
+}
 
 /// The kernel state.
 ///
@@ -112,6 +121,16 @@ pub extern "C" fn kernel_main(dtb: u64, boot_counter: u64) -> ! {
         let instructions = (banner_counter - boot_counter) * 16;
         kprintln!("BENCH boot.to_banner.qemu.instructions {instructions} instructions");
     }
+    if info.has_flag("selftest-mem") {
+        // The kernel's own memcpy and memset (tests/qemu/boot).
+        match crate::arch::mem::self_test() {
+            Ok(()) => kprintln!("selftest: memcpy and memset ok"),
+            Err((len, from, to)) => {
+                kprintln!("selftest: memcpy or memset wrong: {len} bytes, offsets {from} -> {to}");
+                semihosting::exit(1);
+            }
+        }
+    }
     if info.has_flag("selftest-panic") {
         // The panic path's own test (tests/qemu/panic): print the cause, stop
         // with a failure status.
@@ -161,17 +180,20 @@ pub extern "C" fn kernel_main(dtb: u64, boot_counter: u64) -> ! {
         name: "none",
         base: 0,
         size: 0,
+        irq: None,
     };
     let devices = [
         info.virtio.map_or(none, |v| DeviceRegion {
             name: "virtio",
             base: v.base,
             size: v.size,
+            irq: None,
         }),
-        info.rtc.map_or(none, |(r, _)| DeviceRegion {
+        info.rtc.map_or(none, |(r, irq)| DeviceRegion {
             name: "rtc",
             base: r.base,
             size: r.size,
+            irq: Some(irq),
         }),
     ];
     let devices = &devices[..];
@@ -234,18 +256,7 @@ pub fn dispatch_interrupts(k: &mut Kernel<HwMachine>) {
 pub fn next_context(k: &mut Kernel<HwMachine>) -> *mut Context {
     loop {
         if let Some(cur) = k.sched.current {
-            let (root, asid) = match k.sched.next_space.take() {
-                Some(space) => space,
-                None => user_space_of(k, cur),
-            };
-            let ttbr0 = root | u64::from(asid) << 48;
-            if USER_TTBR0.load(Ordering::Relaxed) != ttbr0 {
-                USER_TTBR0.store(ttbr0, Ordering::Relaxed);
-                // SAFETY: `root` is the level-0 table of the VSpace whose
-                // ASID the kernel assigned (checked by the fastpath or by
-                // `user_space_of`), or the empty table with ASID 0.
-                unsafe { mmu::set_user_space(root, asid) };
-            }
+            switch_space(user_space_of(k, cur));
             if let Some(t) = k.tcbs.get_mut(cur) {
                 return &mut t.context as *mut Context;
             }
@@ -254,13 +265,43 @@ pub fn next_context(k: &mut Kernel<HwMachine>) -> *mut Context {
     }
 }
 
+/// Installs a user address space, unless it is installed already.
+#[inline(always)]
+pub fn switch_space(space: AddressSpace) {
+    if mmu::user_space() != space.root | u64::from(space.asid) << 48 {
+        // SAFETY: `space` is a VSpace whose ASID the kernel assigned and
+        // whose root is still that ASID's (checked by `user_space_of`, or
+        // by the fastpath's cached view, which is dropped whenever caps or
+        // ASIDs change), or the empty table with ASID 0.
+        unsafe { mmu::set_user_space(space.root, space.asid) };
+    }
+}
+
+/// Installs a user address space on the fastpath, unless it is installed
+/// already: as [`switch_space`], without the barrier (the exception return
+/// that follows synchronises the context — `SCTLR_EL1.EOS`, set at boot —
+/// and the kernel does not touch user memory before it).
+#[inline(always)]
+pub fn switch_space_fast(space: AddressSpace) {
+    if mmu::user_space() != space.root | u64::from(space.asid) << 48 {
+        // SAFETY: the fastpath's `space` is a VSpace whose ASID the kernel
+        // assigned and whose root is still that ASID's: its cached view is
+        // dropped whenever caps or ASIDs change. No user access happens
+        // before `eret`, which synchronises the new TTBR0.
+        unsafe { mmu::set_user_space_unsynchronised(space.root, space.asid) };
+    }
+}
+
 /// A thread's address space (root table, ASID): its VSpace, or the empty
 /// one when it has no valid VSpace (it will fault at once).
 #[inline(never)]
-fn user_space_of(k: &Kernel<HwMachine>, tcb: crate::kerncore::cap::ObjId) -> (u64, u16) {
+fn user_space_of(k: &Kernel<HwMachine>, tcb: crate::kerncore::cap::ObjId) -> AddressSpace {
     match k.thread_asid(tcb) {
-        Some((asid, root)) => (root, asid),
-        None => (mmu::empty_user_table(), 0),
+        Some((asid, root)) => AddressSpace { root, asid },
+        None => AddressSpace {
+            root: mmu::empty_user_table(),
+            asid: 0,
+        },
     }
 }
 

@@ -76,6 +76,9 @@ _start:
     orr     x10, x10, #(1 << 0)
     orr     x10, x10, #(1 << 2)
     orr     x10, x10, #(1 << 12)
+    // EOS: exception return synchronises the context (RES1 before
+    // ARMv8.5); the fastpath's TTBR0 switch relies on it.
+    orr     x10, x10, #(1 << 11)
     bic     x10, x10, #(1 << 1)
     bic     x10, x10, #(1 << 19)
     msr     sctlr_el1, x10

@@ -101,10 +101,6 @@ impl Machine for HwMachine {
         crate::console::write_bytes(bytes);
     }
 
-    fn kernel_memory_available(&self) -> u64 {
-        crate::arch::heap::untouched() as u64
-    }
-
     fn halt(&mut self, status: u32) {
         semihosting::exit(status);
     }

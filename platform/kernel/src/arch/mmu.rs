@@ -13,7 +13,7 @@
 use core::cell::UnsafeCell;
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{ReadWriteable, TCR_EL1, TTBR0_EL1, TTBR1_EL1, Writeable};
+use aarch64_cpu::registers::{ReadWriteable, Readable, TCR_EL1, TTBR0_EL1, TTBR1_EL1, Writeable};
 
 use crate::devicetree::PhysRange;
 
@@ -194,6 +194,25 @@ pub fn empty_user_table() -> u64 {
 pub unsafe fn set_user_space(root: u64, asid: u16) {
     TTBR0_EL1.set(root | u64::from(asid) << 48);
     barrier::isb(barrier::SY);
+}
+
+/// The TTBR0 value installed: the user address space's root | ASID << 48.
+#[inline(always)]
+pub fn user_space() -> u64 {
+    TTBR0_EL1.get()
+}
+
+/// Switches the user address space, leaving the synchronisation to the
+/// exception return that follows (a context synchronisation event:
+/// `SCTLR_EL1.EOS` is set at boot).
+///
+/// # Safety
+///
+/// As for [`set_user_space`]; besides, nothing may access user memory
+/// before the next context synchronisation event (the `eret` to the thread).
+#[inline(always)]
+pub unsafe fn set_user_space_unsynchronised(root: u64, asid: u16) {
+    TTBR0_EL1.set(root | u64::from(asid) << 48);
 }
 
 /// Makes instructions written through the linear map visible to instruction fetch.

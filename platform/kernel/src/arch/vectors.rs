@@ -3,16 +3,22 @@
 //! On the way out to EL0 the kernel points `SP_EL1` at the context of the
 //! thread it resumes ([`Context`], inside its TCB); an exception from EL0 then
 //! stores the registers straight into that context, switches to the kernel
-//! stack and calls Rust, which returns the context to resume. Exceptions
+//! stack and calls Rust, which returns the context to resume. An `svc` with
+//! the number of Call or ReplyRecv in x7 goes first to its fastpath, a
+//! leaf function that returns the context of the thread it switched to (or
+//! null, having changed nothing, for the general path). Exceptions
 //! taken in the kernel itself (EL1) are bugs: they print the cause and stop
 //! QEMU with a failure status. The kernel runs with interrupts masked; it
 //! takes them only from EL0, and while idle by polling the GIC after `wfi`.
 
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 
+use crate::arch::machine::HwMachine;
 use crate::arch::{boot, semihosting};
+use crate::kerncore::Kernel;
+use crate::kerncore::cap::ObjId;
 use crate::kerncore::object::Context;
-use crate::kerncore::syscall::Event;
+use crate::kerncore::syscall::{Event, FastSwitch};
 use abi::fault::{Fault, UserException, VmFault};
 
 /// ESR_EL1.EC of an SVC from AArch64.
@@ -31,7 +37,10 @@ unsafe extern "C" {
 
 core::arch::global_asm!(
     r#"
-.macro SAVE_USER
+// Saves the user registers into the context SP_EL1 points at; `restart`
+// is how far before ELR_EL1 the exception's operation restarts (4 for an
+// `svc`, 0 otherwise: the handlers of aborts set their own).
+.macro SAVE_USER restart
     stp x0, x1, [sp, #0]
     stp x2, x3, [sp, #16]
     stp x4, x5, [sp, #32]
@@ -53,7 +62,8 @@ core::arch::global_asm!(
     mrs x11, spsr_el1
     stp x10, x11, [sp, #256]
     mrs x12, tpidr_el0
-    str x12, [sp, #272]
+    sub x13, x10, #\restart
+    stp x12, x13, [sp, #272]
     ldr x9, =__stack_top
     mov sp, x9
 .endm
@@ -104,12 +114,27 @@ exception_vectors:
     KERNEL_FAULT 15
 
 el0_sync:
-    SAVE_USER
-    bl {handle_el0_sync}
+    SAVE_USER 4
+    // An `svc` with x7 = -1 (Call) or -2 (ReplyRecv) tries its fastpath,
+    // which returns the context to resume, or null for the general path.
+    mrs x9, esr_el1
+    lsr x9, x9, #26
+    cmp x9, #{ec_svc}
+    b.ne 2f
+    cmn x7, #1
+    b.eq 1f
+    cmn x7, #2
+    b.ne 2f
+    bl {fastpath_reply_recv}
+    cbnz x0, return_to_user
+    b 2f
+1:  bl {fastpath_call}
+    cbnz x0, return_to_user
+2:  bl {handle_el0_sync}
     b return_to_user
 
 el0_irq:
-    SAVE_USER
+    SAVE_USER 0
     bl {handle_el0_irq}
     b return_to_user
 
@@ -143,6 +168,9 @@ return_to_user:
 "#,
     kernel_exception = sym kernel_exception,
     handle_el0_sync = sym handle_el0_sync,
+    fastpath_call = sym fastpath_call,
+    fastpath_reply_recv = sym fastpath_reply_recv,
+    ec_svc = const EC_SVC64,
     handle_el0_irq = sym handle_el0_irq,
 );
 
@@ -154,7 +182,43 @@ extern "C" fn kernel_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     );
 }
 
-/// A synchronous exception from EL0: a syscall or a fault.
+/// The first stop of an `svc` with the number of Call in x7: the fastpath
+/// (see [`fastpath`]).
+extern "C" fn fastpath_call() -> *mut Context {
+    fastpath(|k, cur| k.fastpath_call(cur))
+}
+
+/// The first stop of an `svc` with the number of ReplyRecv in x7.
+extern "C" fn fastpath_reply_recv() -> *mut Context {
+    fastpath(|k, cur| k.fastpath_reply_recv(cur))
+}
+
+/// A register-only Call or ReplyRecv through its fastpath: returns the
+/// context to resume (its address space installed), or null for the
+/// general path ([`handle_el0_sync`]), with nothing changed. The registers
+/// are saved, with `restart_pc` at the `svc` (see `SAVE_USER`).
+#[inline(always)]
+fn fastpath(
+    path: impl FnOnce(&mut Kernel<HwMachine>, ObjId) -> Option<FastSwitch>,
+) -> *mut Context {
+    // SAFETY: one kernel entry at a time (one core, interrupts masked in
+    // the kernel), so no other reference to the kernel is live; a thread
+    // runs at EL0 only after boot made the kernel.
+    let k = unsafe { boot::kernel_after_boot() };
+    let Some(cur) = k.sched.current else {
+        return core::ptr::null_mut();
+    };
+    match path(k, cur) {
+        Some(switch) => {
+            boot::switch_space_fast(switch.space);
+            switch.context
+        }
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// A synchronous exception from EL0 that the fastpath did not take: a
+/// system call through the general path, or a fault.
 extern "C" fn handle_el0_sync() -> *mut Context {
     // SAFETY: one kernel entry at a time (one core, interrupts masked in
     // the kernel); no other reference to the kernel is live.
@@ -166,46 +230,29 @@ extern "C" fn handle_el0_sync() -> *mut Context {
         k.handle_event(Event::Timer);
         return boot::next_context(k);
     };
+    if ec == EC_SVC64 {
+        k.enter_syscall();
+        return boot::next_context(k);
+    }
     let event = match k.tcbs.get_mut(cur) {
         None => Event::Timer,
         Some(t) => {
             let c = &mut t.context;
+            c.restart_pc = c.pc;
             match ec {
-                EC_SVC64 => {
-                    c.restart_pc = c.pc.wrapping_sub(4);
-                    // The fastpaths first: a register-only Call or ReplyRecv
-                    // is done here, with no scheduling decision left.
-                    let fast = match c.x[7] as i64 {
-                        -1 => k.fastpath_call(cur),
-                        -2 => k.fastpath_reply_recv(cur),
-                        _ => false,
-                    };
-                    if fast {
-                        k.sched.fast_switched = false;
-                    } else {
-                        k.enter_syscall();
-                    }
-                    return boot::next_context(k);
-                }
-                EC_IABT_LOWER | EC_DABT_LOWER => {
-                    c.restart_pc = c.pc;
-                    Event::Fault(Fault::VmFault(VmFault {
-                        ip: c.pc,
-                        addr: FAR_EL1.get(),
-                        instruction: ec == EC_IABT_LOWER,
-                        fsr: iss,
-                    }))
-                }
-                _ => {
-                    c.restart_pc = c.pc;
-                    Event::Fault(Fault::UserException(UserException {
-                        pc: c.pc,
-                        sp: c.sp,
-                        spsr: c.spsr,
-                        number: ec,
-                        code: iss,
-                    }))
-                }
+                EC_IABT_LOWER | EC_DABT_LOWER => Event::Fault(Fault::VmFault(VmFault {
+                    ip: c.pc,
+                    addr: FAR_EL1.get(),
+                    instruction: ec == EC_IABT_LOWER,
+                    fsr: iss,
+                })),
+                _ => Event::Fault(Fault::UserException(UserException {
+                    pc: c.pc,
+                    sp: c.sp,
+                    spsr: c.spsr,
+                    number: ec,
+                    code: iss,
+                })),
             }
         }
     };
@@ -213,13 +260,10 @@ extern "C" fn handle_el0_sync() -> *mut Context {
     boot::next_context(k)
 }
 
-/// An interrupt taken from EL0.
+/// An interrupt taken from EL0 (`restart_pc` is the interrupted instruction).
 extern "C" fn handle_el0_irq() -> *mut Context {
     // SAFETY: as in `handle_el0_sync`.
     let k = unsafe { boot::kernel() };
-    if let Some(t) = k.sched.current.and_then(|c| k.tcbs.get_mut(c)) {
-        t.context.restart_pc = t.context.pc;
-    }
     boot::dispatch_interrupts(k);
     boot::next_context(k)
 }

@@ -12,49 +12,55 @@
 //! - a slot is linked iff it holds a cap;
 //! - every cap names a live object.
 
-use alloc::vec::Vec;
-
 use abi::error::{ErrorReply, LookupFailure};
 use abi::object::{ENDPOINT_BITS, NOTIFICATION_BITS, PAGE_TABLE_BITS, SLOT_BITS, TCB_BITS};
 
 use super::Kernel;
 use super::cap::{Cap, ObjId, Region, low_mask};
-use super::object::{Slot, SlotRef, ThreadState, tcb_slot};
+use super::object::{
+    Chain, Doomed, EndpointState, Slot, SlotRef, TCB_TABLE, ThreadState, tcb_slot,
+};
 use crate::machine::Machine;
 
-/// An object whose last cap was deleted and that still has to be destroyed.
-#[derive(Clone, Copy, Debug)]
-enum Doomed {
-    CNode(ObjId),
-    Tcb(ObjId),
-}
-
 impl<M: Machine> Kernel<M> {
+    /// The slots of the CNode (or TCB, see [`SlotRef`]) `table`.
+    #[inline(always)]
+    fn table(&self, table: ObjId) -> Option<&[Slot]> {
+        if table & TCB_TABLE != 0 {
+            self.tcbs.get(table & !TCB_TABLE).map(|t| &t.slots[..])
+        } else {
+            self.cnodes.get(table).map(|c| &c.slots[..])
+        }
+    }
+
     /// The slot at `r`. Panics on a dangling reference (a kernel bug).
     #[inline(always)]
     pub fn slot(&self, r: SlotRef) -> &Slot {
-        &self.cnodes.get(r.cnode).expect("live CNode").slots[r.index as usize]
+        &self.table(r.cnode).expect("live CNode")[r.index as usize]
     }
 
     /// The slot at `r`, mutably.
     #[inline(always)]
     pub fn slot_mut(&mut self, r: SlotRef) -> &mut Slot {
-        &mut self.cnodes.get_mut(r.cnode).expect("live CNode").slots[r.index as usize]
+        let slots = if r.cnode & TCB_TABLE != 0 {
+            self.tcbs
+                .get_mut(r.cnode & !TCB_TABLE)
+                .map(|t| &mut t.slots[..])
+        } else {
+            self.cnodes.get_mut(r.cnode).map(|c| &mut c.slots[..])
+        };
+        &mut slots.expect("live CNode")[r.index as usize]
     }
 
-    /// Whether `r` names a slot of a live CNode.
+    /// Whether `r` names a slot of a live CNode or TCB.
     pub fn slot_exists(&self, r: SlotRef) -> bool {
-        self.cnodes
-            .get(r.cnode)
-            .is_some_and(|c| (r.index as usize) < c.slots.len())
+        self.table(r.cnode)
+            .is_some_and(|slots| (r.index as usize) < slots.len())
     }
 
-    /// A slot of a thread's own CNode.
+    /// A slot of a thread's own slots.
     pub fn tcb_slot(&self, tcb: ObjId, which: u32) -> SlotRef {
-        SlotRef {
-            cnode: self.tcbs.get(tcb).expect("live TCB").ctable,
-            index: which,
-        }
+        SlotRef::tcb(tcb, which)
     }
 
     /// seL4 `resolveAddressBits`: walks `depth` bits of `cptr` from the CNode
@@ -357,7 +363,7 @@ impl<M: Machine> Kernel<M> {
         revocable: bool,
         first_badged: bool,
     ) {
-        self.cap_generation += 1;
+        self.cap_changed(dest, &cap, false);
         debug_assert!(self.slot(dest).cap.is_null());
         let next = after.and_then(|a| self.slot(a).next);
         *self.slot_mut(dest) = Slot {
@@ -378,8 +384,9 @@ impl<M: Machine> Kernel<M> {
     /// seL4 `cteMove`: moves the cap (as `cap`) and its place in the tree
     /// from `src` to the empty slot `dest`.
     pub fn cte_move(&mut self, cap: Cap, src: SlotRef, dest: SlotRef) {
-        self.cap_generation += 1;
         let s = *self.slot(src);
+        self.cap_changed(src, &s.cap, true);
+        self.cap_changed(dest, &cap, false);
         *self.slot_mut(src) = Slot::default();
         *self.slot_mut(dest) = Slot { cap, ..s };
         if let Some(p) = s.prev {
@@ -393,8 +400,8 @@ impl<M: Machine> Kernel<M> {
     /// Empties a slot and unlinks it from the tree (seL4 `emptySlot`, the
     /// children of a revocable cap pass to its parent).
     fn unlink(&mut self, slot: SlotRef) {
-        self.cap_generation += 1;
         let s = *self.slot(slot);
+        self.cap_changed(slot, &s.cap, true);
         if let Some(p) = s.prev {
             self.slot_mut(p).next = s.next;
         }
@@ -406,17 +413,58 @@ impl<M: Machine> Kernel<M> {
         *self.slot_mut(slot) = Slot::default();
     }
 
-    /// seL4 `cteDelete`: empties the slot; when its cap was the last one to
-    /// its object, the object is destroyed.
-    pub fn delete_slot(&mut self, slot: SlotRef) {
-        let mut doomed = Vec::new();
-        self.delete_one(slot, &mut doomed);
-        while let Some(object) = doomed.pop() {
-            self.destroy(object, &mut doomed);
+    /// Records that `cap` is being put in (`removed` false) or taken out
+    /// of `slot`: the threads' cached [`FastInfo`](super::object::FastInfo)
+    /// become stale when this could change what they were computed from —
+    /// a TCB's CSpace or VSpace root, or an endpoint cap a thread looked up
+    /// (a slot's endpoint cap only changes by being deleted or moved away:
+    /// caps go into empty slots). ASID changes count too (`vspace`).
+    /// Everything else (retype, copies, mappings, the reply caps' traffic)
+    /// keeps the caches valid.
+    #[inline(always)]
+    pub fn cap_changed(&mut self, slot: SlotRef, cap: &Cap, removed: bool) {
+        let space_root = slot.cnode & TCB_TABLE != 0
+            && (slot.index == tcb_slot::CSPACE || slot.index == tcb_slot::VSPACE);
+        if space_root || (removed && matches!(cap, Cap::Endpoint { .. })) {
+            self.cap_generation += 1;
         }
     }
 
-    fn delete_one(&mut self, slot: SlotRef, doomed: &mut Vec<Doomed>) {
+    /// seL4 `cteDelete`: empties the slot; when its cap was the last one to
+    /// its object, the object is destroyed.
+    ///
+    /// Objects to destroy wait on a stack linked through the objects
+    /// themselves ([`Doomed`]), so deleting never allocates, however deep
+    /// the CNodes nest. A nested call (finalising a thread deletes its
+    /// reply cap) destroys only what it doomed itself.
+    pub fn delete_slot(&mut self, slot: SlotRef) {
+        let base = self.doomed;
+        self.delete_one(slot);
+        while self.doomed != base {
+            let Some(object) = self.doomed else {
+                break;
+            };
+            self.doomed = match object {
+                Doomed::CNode(id) => self.cnodes.get_mut(id).and_then(|c| c.doomed_next.take()),
+                Doomed::Tcb(id) => self.tcbs.get_mut(id).and_then(|t| t.doomed_next.take()),
+            };
+            self.destroy(object);
+        }
+    }
+
+    fn push_doomed(&mut self, object: Doomed) {
+        let below = self.doomed;
+        let link = match object {
+            Doomed::CNode(id) => self.cnodes.get_mut(id).map(|c| &mut c.doomed_next),
+            Doomed::Tcb(id) => self.tcbs.get_mut(id).map(|t| &mut t.doomed_next),
+        };
+        if let Some(link) = link {
+            *link = below;
+            self.doomed = Some(object);
+        }
+    }
+
+    fn delete_one(&mut self, slot: SlotRef) {
         if !self.slot_exists(slot) {
             return;
         }
@@ -426,11 +474,11 @@ impl<M: Machine> Kernel<M> {
         }
         let last = self.is_final(slot);
         self.unlink(slot);
-        self.finalise(cap, last, doomed);
+        self.finalise(cap, last);
     }
 
     /// seL4 `finaliseCap`: what deleting `cap` does (`last`: it was final).
-    fn finalise(&mut self, cap: Cap, last: bool, doomed: &mut Vec<Doomed>) {
+    fn finalise(&mut self, cap: Cap, last: bool) {
         match cap {
             Cap::Endpoint { id, .. } if last => {
                 self.cancel_all_ipc(id);
@@ -450,11 +498,11 @@ impl<M: Machine> Kernel<M> {
                 }
                 self.notifications.remove(id);
             }
-            Cap::CNode { id, .. } if last => doomed.push(Doomed::CNode(id)),
+            Cap::CNode { id, .. } if last => self.push_doomed(Doomed::CNode(id)),
             Cap::Tcb { id } if last => {
                 // Stop it now, so nothing wakes it while it is taken apart.
                 self.suspend(id);
-                doomed.push(Doomed::Tcb(id));
+                self.push_doomed(Doomed::Tcb(id));
             }
             Cap::Frame {
                 paddr,
@@ -481,35 +529,28 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    fn destroy(&mut self, object: Doomed, doomed: &mut Vec<Doomed>) {
+    fn destroy(&mut self, object: Doomed) {
         match object {
             Doomed::CNode(id) => {
                 let count = self.cnodes.get(id).map_or(0, |c| c.slots.len());
                 for index in 0..count as u32 {
-                    self.delete_one(SlotRef { cnode: id, index }, doomed);
+                    self.delete_one(SlotRef { cnode: id, index });
                 }
                 self.cnodes.remove(id);
             }
             Doomed::Tcb(id) => {
-                let Some(ctable) = self.tcbs.get(id).map(|t| t.ctable) else {
+                if self.tcbs.get(id).is_none() {
                     return;
-                };
-                self.unbind_notification(id);
-                for index in 0..(1u32 << tcb_slot::RADIX) {
-                    self.delete_one(
-                        SlotRef {
-                            cnode: ctable,
-                            index,
-                        },
-                        doomed,
-                    );
                 }
-                self.cnodes.remove(ctable);
+                self.unbind_notification(id);
+                for index in 0..tcb_slot::COUNT as u32 {
+                    self.delete_one(SlotRef::tcb(id, index));
+                }
                 if self.sched.current == Some(id) {
                     self.sched.current = None;
                     self.sched.reschedule_required_plain();
                 }
-                self.sched.forget(id);
+                self.sched_forget(id);
                 self.tcbs.remove(id);
             }
         }
@@ -567,8 +608,13 @@ impl<M: Machine> Kernel<M> {
     /// Checks the tree's invariants; returns the first violation found.
     pub fn check_cspace_invariants(&self) -> Result<(), alloc::string::String> {
         use alloc::format;
-        for (id, cnode) in self.cnodes.iter() {
-            for (index, s) in cnode.slots.iter().enumerate() {
+        let tables = self.cnodes.iter().map(|(id, c)| (id, &c.slots[..])).chain(
+            self.tcbs
+                .iter()
+                .map(|(id, t)| (id | TCB_TABLE, &t.slots[..])),
+        );
+        for (id, slots) in tables {
+            for (index, s) in slots.iter().enumerate() {
                 let here = SlotRef {
                     cnode: id,
                     index: index as u32,
@@ -601,18 +647,89 @@ impl<M: Machine> Kernel<M> {
                 }
             }
         }
+        // Queues: consistent links, the right members, nothing missing.
+        let mut waiting = 0;
+        for (id, e) in self.endpoints.iter() {
+            let n = e
+                .queue
+                .check(&self.tcbs, Chain::Ipc)
+                .map_err(|m| format!("endpoint {id}: {m}"))?;
+            waiting += n;
+            if (n == 0) != (e.state == EndpointState::Idle) {
+                return Err(format!("endpoint {id}: {n} waiting in state {:?}", e.state));
+            }
+            for t in e.queue.iter(&self.tcbs, Chain::Ipc) {
+                let ok = match (e.state, self.tcbs.get(t).map(|t| t.state)) {
+                    (EndpointState::Send, Some(ThreadState::BlockedOnSend { ep, .. }))
+                    | (EndpointState::Recv, Some(ThreadState::BlockedOnReceive { ep, .. })) => {
+                        ep == id
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("endpoint {id}: thread {t} should not be queued"));
+                }
+            }
+        }
+        for (id, n) in self.notifications.iter() {
+            waiting += n
+                .waiting
+                .check(&self.tcbs, Chain::Ipc)
+                .map_err(|m| format!("notification {id}: {m}"))?;
+            for t in n.waiting.iter(&self.tcbs, Chain::Ipc) {
+                if self.tcbs.get(t).map(|t| t.state)
+                    != Some(ThreadState::BlockedOnNotification { ntfn: id })
+                {
+                    return Err(format!("notification {id}: thread {t} should not wait"));
+                }
+            }
+        }
+        let mut ready = 0;
+        for prio in 0..=255u8 {
+            let q = self.sched.queue(prio);
+            ready += q
+                .check(&self.tcbs, Chain::Ready)
+                .map_err(|m| format!("ready queue {prio}: {m}"))?;
+            for t in q.iter(&self.tcbs, Chain::Ready) {
+                if !self
+                    .tcbs
+                    .get(t)
+                    .is_some_and(|t| t.queued && t.priority == prio)
+                {
+                    return Err(format!(
+                        "ready queue {prio}: thread {t} should not be there"
+                    ));
+                }
+            }
+        }
+        let mut blocked = 0;
         for (id, t) in self.tcbs.iter() {
             if let ThreadState::BlockedOnSend { ep, .. }
             | ThreadState::BlockedOnReceive { ep, .. } = t.state
             {
+                blocked += 1;
                 let queued = self
                     .endpoints
                     .get(ep)
-                    .is_some_and(|e| e.queue.contains(&id));
+                    .is_some_and(|e| e.queue.contains(&self.tcbs, Chain::Ipc, id));
                 if !queued {
                     return Err(format!("thread {id} blocked on {ep} but not queued"));
                 }
             }
+            if let ThreadState::BlockedOnNotification { .. } = t.state {
+                blocked += 1;
+            }
+            if t.queued {
+                ready = ready.wrapping_sub(1);
+            }
+        }
+        if waiting != blocked {
+            return Err(format!(
+                "{waiting} threads queued on objects, {blocked} blocked"
+            ));
+        }
+        if ready != 0 {
+            return Err("the ready queues and the threads' `queued` flags disagree".into());
         }
         Ok(())
     }

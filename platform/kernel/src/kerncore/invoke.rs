@@ -20,7 +20,7 @@ use super::Kernel;
 use super::cap::{Cap, Mapping, ObjId, TableMapping};
 use super::ipc::{ExtraCaps, sanitise_spsr};
 use super::object::{
-    CNode, Endpoint, EndpointState, Notification, SlotRef, Tcb, ThreadState, tcb_slot,
+    Boxed, CNode, Endpoint, Notification, Slot, SlotRef, Tcb, ThreadQueue, ThreadState, tcb_slot,
 };
 use super::vspace::page_attrs;
 use crate::machine::Machine;
@@ -71,20 +71,6 @@ impl From<ErrorReply> for Failure {
 
 /// The result of an invocation.
 pub type InvocationResult = Result<Reply, Failure>;
-
-/// Kernel-heap bytes one object of `ty` takes (with room for its share of
-/// the object tables' growth).
-fn heap_cost(ty: ObjectType, user_size: Word) -> u64 {
-    use core::mem::size_of;
-    let slot = size_of::<super::object::Slot>() as u64;
-    let slack = 128;
-    match ty {
-        ObjectType::CNode => (1u64 << user_size.min(63)).saturating_mul(slot) + slack,
-        ObjectType::Tcb => size_of::<Tcb>() as u64 + (1 << tcb_slot::RADIX) * slot + 2 * slack,
-        ObjectType::Endpoint | ObjectType::Notification => slack,
-        _ => 0,
-    }
-}
 
 fn target_matches(target: Target, cap: &Cap) -> bool {
     matches!(
@@ -331,19 +317,20 @@ impl<M: Machine> Kernel<M> {
         if device && !ty.is_frame() && ty != ObjectType::Untyped {
             return Err(ErrorReply::InvalidArgument { index: 1 }.into());
         }
-        // The objects' bookkeeping lives on the kernel heap: refuse what it
-        // cannot hold as the Untyped would refuse what it cannot (this
-        // kernel's limit, beyond seL4's accounting; see `heap_cost`).
-        let heap = heap_cost(ty, user_size).saturating_mul(window);
-        if heap > self.machine.kernel_memory_available() {
+        let Some(offset) =
+            abi::object::retype_offset(size_bits as u32, free_index, object_bits as u32, window)
+        else {
             return Err(ErrorReply::NotEnoughMemory {
                 available: free_bytes,
             }
             .into());
-        }
-        let Some(offset) =
-            abi::object::retype_offset(size_bits as u32, free_index, object_bits as u32, window)
-        else {
+        };
+        // The objects' bookkeeping lives on the kernel heap: all of it is
+        // allocated now, fallibly, so that a heap too full for it refuses
+        // the retype as the Untyped would refuse what it cannot hold (this
+        // kernel's limit, beyond seL4's accounting). Nothing else in the
+        // kernel allocates after boot.
+        let Some(mut prepared) = self.prepare_objects(ty, user_size as u8, window as usize) else {
             return Err(ErrorReply::NotEnoughMemory {
                 available: free_bytes,
             }
@@ -358,7 +345,7 @@ impl<M: Machine> Kernel<M> {
         };
         for i in 0..window {
             let at = paddr + offset + (i << object_bits);
-            let new = self.create_object(ty, at, user_size as u8, device);
+            let new = self.create_object(ty, at, user_size as u8, device, &mut prepared);
             let dest = SlotRef {
                 cnode: dest_cnode,
                 index: (node_offset + i) as u32,
@@ -368,13 +355,56 @@ impl<M: Machine> Kernel<M> {
         Ok(Reply::EMPTY)
     }
 
-    /// Creates one object at `paddr` (seL4 `createObject`); frames and tables come zeroed.
+    /// Allocates the kernel-heap bookkeeping of `n` objects of `ty`: room
+    /// in the object tables, each TCB's block and each CNode's slots.
+    /// `None` when the heap cannot hold it all; nothing is kept then.
+    fn prepare_objects(&mut self, ty: ObjectType, user_size: u8, n: usize) -> Option<Prepared> {
+        match ty {
+            ObjectType::Tcb => {
+                self.tcbs.try_reserve(n).ok()?;
+                let mut threads = alloc::vec::Vec::new();
+                threads.try_reserve_exact(n).ok()?;
+                for _ in 0..n {
+                    threads.push(Boxed::try_new(Tcb::new(0, 0)).ok()?);
+                }
+                Some(Prepared::Threads(threads))
+            }
+            ObjectType::CNode => {
+                self.cnodes.try_reserve(n).ok()?;
+                let mut tables = alloc::vec::Vec::new();
+                tables.try_reserve_exact(n).ok()?;
+                for _ in 0..n {
+                    tables.push(CNode::try_slots(user_size).ok()?);
+                }
+                Some(Prepared::Tables(tables))
+            }
+            ObjectType::Endpoint => {
+                self.endpoints.try_reserve(n).ok()?;
+                let mut endpoints = alloc::vec::Vec::new();
+                endpoints.try_reserve_exact(n).ok()?;
+                for _ in 0..n {
+                    endpoints.push(Boxed::try_new(Endpoint::new(0)).ok()?);
+                }
+                Some(Prepared::Endpoints(endpoints))
+            }
+            ObjectType::Notification => {
+                self.notifications.try_reserve(n).ok()?;
+                Some(Prepared::Nothing)
+            }
+            _ => Some(Prepared::Nothing),
+        }
+    }
+
+    /// Creates one object at `paddr` (seL4 `createObject`); frames and
+    /// tables come zeroed. A TCB or CNode takes its heap memory from
+    /// `prepared`, or allocates it (at boot).
     pub fn create_object(
         &mut self,
         ty: ObjectType,
         paddr: u64,
         user_size: u8,
         device: bool,
+        prepared: &mut Prepared,
     ) -> Cap {
         match ty {
             ObjectType::Untyped => Cap::Untyped {
@@ -384,13 +414,15 @@ impl<M: Machine> Kernel<M> {
                 free_index: 0,
             },
             ObjectType::Tcb => Cap::Tcb {
-                id: self.create_tcb(paddr),
+                id: self.create_tcb(paddr, prepared.thread()),
             },
             ObjectType::Endpoint => Cap::Endpoint {
-                id: self.endpoints.insert(Endpoint {
-                    paddr,
-                    state: EndpointState::Idle,
-                    queue: Default::default(),
+                id: self.endpoints.insert(match prepared.endpoint() {
+                    Some(mut b) => {
+                        *b = Endpoint::new(paddr);
+                        b
+                    }
+                    None => Boxed::new(Endpoint::new(paddr)),
                 }),
                 badge: 0,
                 rights: CapRights::ALL,
@@ -400,14 +432,17 @@ impl<M: Machine> Kernel<M> {
                     paddr,
                     active: false,
                     word: 0,
-                    waiting: Default::default(),
+                    waiting: ThreadQueue::default(),
                     bound_tcb: None,
                 }),
                 badge: 0,
                 rights: CapRights::READ_WRITE,
             },
             ObjectType::CNode => Cap::CNode {
-                id: self.cnodes.insert(CNode::new(paddr, user_size)),
+                id: self.cnodes.insert(match prepared.table() {
+                    Some(slots) => CNode::with_slots(paddr, user_size, slots),
+                    None => CNode::new(paddr, user_size),
+                }),
                 radix: user_size,
                 guard_size: 0,
                 guard: 0,
@@ -439,16 +474,20 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Creates a TCB (inactive, priority 0) with its own CNode and master reply cap.
-    pub fn create_tcb(&mut self, paddr: u64) -> ObjId {
-        let ctable = self.cnodes.insert(CNode::new(0, tcb_slot::RADIX));
-        let id = self.tcbs.insert(Tcb::new(paddr, ctable));
+    /// Creates a TCB (inactive, priority 0) with its master reply cap, in
+    /// `block` (from `prepare_objects`) or a new one (at boot).
+    pub fn create_tcb(&mut self, paddr: u64, block: Option<Boxed<Tcb>>) -> ObjId {
+        let tcb = Tcb::new(paddr, self.tcbs.next_id());
+        let id = self.tcbs.insert(match block {
+            Some(mut b) => {
+                *b = tcb;
+                b
+            }
+            None => Boxed::new(tcb),
+        });
         self.insert_new_cap(
             None,
-            SlotRef {
-                cnode: ctable,
-                index: tcb_slot::REPLY,
-            },
+            SlotRef::tcb(id, tcb_slot::REPLY),
             Cap::Reply {
                 tcb: id,
                 can_grant: true,
@@ -1153,39 +1192,43 @@ impl<M: Machine> Kernel<M> {
         attr: Word,
     ) -> InvocationResult {
         let (asid, root) = self.batch_vspace(vspace, count)?;
-        let mut plan = alloc::vec::Vec::with_capacity(count as usize);
-        let mut size0 = None;
-        let mut va = vaddr;
-        for i in 0..count {
-            let at = |error| Failure {
-                error,
-                batch_index: Some(i),
-            };
-            let (cap, slot) = self.batch_frame(cur, first, i)?;
-            let Cap::Frame {
-                paddr,
-                size_bits,
-                mapping,
-                ..
-            } = cap
-            else {
-                return Err(at(ErrorReply::InvalidCapability { index: 0 }));
-            };
-            if *size0.get_or_insert(size_bits) != size_bits {
-                return Err(at(ErrorReply::InvalidArgument { index: 0 }));
+        // Two passes, so that nothing is allocated: check every frame, then
+        // map them. The checks of one frame do not depend on the mappings
+        // of the others (distinct addresses), so the second pass repeats
+        // the first one's results.
+        for pass in 0..2 {
+            let mut size0 = None;
+            let mut va = vaddr;
+            for i in 0..count {
+                let at = |error| Failure {
+                    error,
+                    batch_index: Some(i),
+                };
+                let (cap, slot) = self.batch_frame(cur, first, i)?;
+                let Cap::Frame {
+                    paddr,
+                    size_bits,
+                    mapping,
+                    ..
+                } = cap
+                else {
+                    return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+                };
+                if *size0.get_or_insert(size_bits) != size_bits {
+                    return Err(at(ErrorReply::InvalidArgument { index: 0 }));
+                }
+                if mapping.is_some_and(|m| m.asid != asid || m.vaddr != va) {
+                    return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+                }
+                let attrs = self
+                    .check_frame_map(cap, asid, root, va, rights, attr, 3)
+                    .map_err(at)?;
+                if pass == 1 {
+                    self.map_frame(asid, va, paddr, 1 << size_bits, attrs)?;
+                    self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: va }));
+                }
+                va = va.wrapping_add(1 << size_bits);
             }
-            if mapping.is_some_and(|m| m.asid != asid || m.vaddr != va) {
-                return Err(at(ErrorReply::InvalidCapability { index: 0 }));
-            }
-            let attrs = self
-                .check_frame_map(cap, asid, root, va, rights, attr, 3)
-                .map_err(at)?;
-            plan.push((slot, paddr, 1u64 << size_bits, va, attrs));
-            va = va.wrapping_add(1 << size_bits);
-        }
-        for (slot, paddr, size, at, attrs) in plan {
-            self.map_frame(asid, at, paddr, size, attrs)?;
-            self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: at }));
         }
         Ok(Reply::EMPTY)
     }
@@ -1198,7 +1241,10 @@ impl<M: Machine> Kernel<M> {
         count: Word,
     ) -> InvocationResult {
         let (asid, _) = self.batch_vspace(vspace, count)?;
-        let mut plan = alloc::vec::Vec::new();
+        // Check every frame first, then unmap (no allocation, see `map_frames`).
+        for i in 0..count {
+            self.batch_frame(cur, first, i)?;
+        }
         for i in 0..count {
             let (cap, slot) = self.batch_frame(cur, first, i)?;
             if let Cap::Frame {
@@ -1209,13 +1255,46 @@ impl<M: Machine> Kernel<M> {
             } = cap
                 && m.asid == asid
             {
-                plan.push((slot, m, paddr, 1u64 << size_bits));
+                self.unmap_frame_at(m, paddr, 1u64 << size_bits);
+                self.set_frame_mapping(slot, None);
             }
         }
-        for (slot, m, paddr, size) in plan {
-            self.unmap_frame_at(m, paddr, size);
-            self.set_frame_mapping(slot, None);
-        }
         Ok(Reply::EMPTY)
+    }
+}
+
+/// The kernel-heap memory of objects a retype is about to create,
+/// allocated before it changes anything.
+pub enum Prepared {
+    /// The objects need none beyond their tables' room.
+    Nothing,
+    /// The slots of each new CNode.
+    Tables(alloc::vec::Vec<alloc::vec::Vec<Slot>>),
+    /// The block of each new TCB.
+    Threads(alloc::vec::Vec<Boxed<Tcb>>),
+    /// The block of each new endpoint.
+    Endpoints(alloc::vec::Vec<Boxed<Endpoint>>),
+}
+
+impl Prepared {
+    fn thread(&mut self) -> Option<Boxed<Tcb>> {
+        match self {
+            Prepared::Threads(v) => v.pop(),
+            _ => None,
+        }
+    }
+
+    fn endpoint(&mut self) -> Option<Boxed<Endpoint>> {
+        match self {
+            Prepared::Endpoints(v) => v.pop(),
+            _ => None,
+        }
+    }
+
+    fn table(&mut self) -> Option<alloc::vec::Vec<Slot>> {
+        match self {
+            Prepared::Tables(v) => v.pop(),
+            _ => None,
+        }
     }
 }

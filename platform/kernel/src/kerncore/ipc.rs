@@ -16,7 +16,7 @@ use abi::{MessageInfo, Word};
 
 use super::Kernel;
 use super::cap::{Cap, ObjId};
-use super::object::{EndpointState, SlotRef, ThreadState, tcb_slot};
+use super::object::{Chain, EndpointState, SlotRef, ThreadState, tcb_slot};
 use crate::machine::Machine;
 
 /// The capabilities a message carries, looked up in the sender's CSpace.
@@ -128,7 +128,7 @@ impl<M: Machine> Kernel<M> {
         match e.state {
             EndpointState::Idle | EndpointState::Send => {
                 if blocking {
-                    e.queue.push_back(thread);
+                    e.queue.push_back(&mut self.tcbs, Chain::Ipc, thread);
                     e.state = EndpointState::Send;
                     self.set_thread_state(
                         thread,
@@ -143,10 +143,10 @@ impl<M: Machine> Kernel<M> {
                 }
             }
             EndpointState::Recv => {
-                let dest = e
-                    .queue
-                    .pop_front()
-                    .expect("a receiving endpoint has receivers");
+                let Some(dest) = e.queue.pop_front(&mut self.tcbs, Chain::Ipc) else {
+                    e.state = EndpointState::Idle;
+                    return;
+                };
                 if e.queue.is_empty() {
                     e.state = EndpointState::Idle;
                 }
@@ -185,7 +185,7 @@ impl<M: Machine> Kernel<M> {
         match e.state {
             EndpointState::Idle | EndpointState::Recv => {
                 if blocking {
-                    e.queue.push_back(thread);
+                    e.queue.push_back(&mut self.tcbs, Chain::Ipc, thread);
                     e.state = EndpointState::Recv;
                     self.set_thread_state(
                         thread,
@@ -199,7 +199,10 @@ impl<M: Machine> Kernel<M> {
                 }
             }
             EndpointState::Send => {
-                let sender = e.queue.pop_front().expect("a sending endpoint has senders");
+                let Some(sender) = e.queue.pop_front(&mut self.tcbs, Chain::Ipc) else {
+                    e.state = EndpointState::Idle;
+                    return;
+                };
                 if e.queue.is_empty() {
                     e.state = EndpointState::Idle;
                 }
@@ -557,7 +560,7 @@ impl<M: Machine> Kernel<M> {
             n.word |= badge;
             return;
         }
-        if let Some(dest) = n.waiting.pop_front() {
+        if let Some(dest) = n.waiting.pop_front(&mut self.tcbs, Chain::Ipc) {
             self.set_thread_state(dest, ThreadState::Running);
             self.set_badge_and_info(dest, badge, MessageInfo::new(0, 0, 0, 0));
             self.possible_switch_to(dest);
@@ -590,7 +593,7 @@ impl<M: Machine> Kernel<M> {
         if n.active {
             self.complete_signal(ntfn, thread);
         } else if blocking {
-            n.waiting.push_back(thread);
+            n.waiting.push_back(&mut self.tcbs, Chain::Ipc, thread);
             self.set_thread_state(thread, ThreadState::BlockedOnNotification { ntfn });
         } else {
             self.nb_recv_failed(thread);
@@ -616,7 +619,7 @@ impl<M: Machine> Kernel<M> {
         match state {
             ThreadState::BlockedOnSend { ep, .. } | ThreadState::BlockedOnReceive { ep, .. } => {
                 if let Some(e) = self.endpoints.get_mut(ep) {
-                    e.queue.retain(|&t| t != thread);
+                    e.queue.remove(&mut self.tcbs, Chain::Ipc, thread);
                     if e.queue.is_empty() {
                         e.state = EndpointState::Idle;
                     }
@@ -628,7 +631,7 @@ impl<M: Machine> Kernel<M> {
             }
             ThreadState::BlockedOnNotification { ntfn } => {
                 if let Some(n) = self.notifications.get_mut(ntfn) {
-                    n.waiting.retain(|&t| t != thread);
+                    n.waiting.remove(&mut self.tcbs, Chain::Ipc, thread);
                 }
                 self.set_thread_state(thread, ThreadState::Inactive);
             }
@@ -678,9 +681,10 @@ impl<M: Machine> Kernel<M> {
         let Some(e) = self.endpoints.get_mut(ep) else {
             return;
         };
-        let queue = core::mem::take(&mut e.queue);
+        let mut at = core::mem::take(&mut e.queue).head;
         e.state = EndpointState::Idle;
-        for thread in queue {
+        while let Some(thread) = at {
+            at = self.unlink_waiter(thread);
             let faulted = self.tcbs.get(thread).is_some_and(|t| t.fault.is_some());
             if faulted {
                 self.set_thread_state(thread, ThreadState::Inactive);
@@ -697,46 +701,46 @@ impl<M: Machine> Kernel<M> {
         let Some(n) = self.notifications.get_mut(ntfn) else {
             return;
         };
-        let waiting = core::mem::take(&mut n.waiting);
-        for thread in waiting {
+        let mut at = core::mem::take(&mut n.waiting).head;
+        while let Some(thread) = at {
+            at = self.unlink_waiter(thread);
             self.set_thread_state(thread, ThreadState::Restart);
             self.sched_enqueue(thread, false);
         }
         self.reschedule_required();
     }
 
+    /// Clears the IPC links of a thread taken off a queue as a whole;
+    /// returns the thread that followed it.
+    fn unlink_waiter(&mut self, thread: ObjId) -> Option<ObjId> {
+        let t = self.tcbs.get_mut(thread)?;
+        core::mem::take(&mut t.ipc_links).next
+    }
+
     /// seL4 `cancelBadgedSends`: senders with `badge` stop waiting and
     /// restart their send.
     pub fn cancel_badged_sends(&mut self, ep: ObjId, badge: Word) {
-        let Some(e) = self.endpoints.get_mut(ep) else {
+        let Some(e) = self.endpoints.get(ep) else {
             return;
         };
         if e.state != EndpointState::Send {
             return;
         }
-        let queue = core::mem::take(&mut e.queue);
-        let mut kept = alloc::collections::VecDeque::new();
-        let mut cancelled = alloc::vec::Vec::new();
-        for thread in queue {
-            let matches = matches!(
-                self.tcbs.get(thread).map(|t| t.state),
-                Some(ThreadState::BlockedOnSend { badge: b, .. }) if b == badge
-            );
-            if matches {
-                cancelled.push(thread);
-            } else {
-                kept.push_back(thread);
-            }
-        }
-        if let Some(e) = self.endpoints.get_mut(ep) {
-            e.state = if kept.is_empty() {
-                EndpointState::Idle
-            } else {
-                EndpointState::Send
+        let mut at = e.queue.head;
+        while let Some(thread) = at {
+            let Some(t) = self.tcbs.get(thread) else {
+                break;
             };
-            e.queue = kept;
-        }
-        for thread in cancelled {
+            at = t.ipc_links.next;
+            if !matches!(t.state, ThreadState::BlockedOnSend { badge: b, .. } if b == badge) {
+                continue;
+            }
+            if let Some(e) = self.endpoints.get_mut(ep) {
+                e.queue.remove(&mut self.tcbs, Chain::Ipc, thread);
+                if e.queue.is_empty() {
+                    e.state = EndpointState::Idle;
+                }
+            }
             self.set_thread_state(thread, ThreadState::Restart);
             self.sched_enqueue(thread, false);
         }
@@ -759,30 +763,42 @@ pub fn sanitise_spsr(spsr: Word) -> Word {
     spsr & 0xf000_0000
 }
 
-/// A one-line description of a fault, for the console.
-pub fn describe_fault(fault: &Fault) -> alloc::string::String {
-    use alloc::format;
-    match fault {
-        Fault::VmFault(f) => format!(
-            "{} fault at {:#x} (pc {:#x}, fsr {:#x})",
-            if f.instruction {
-                "instruction"
-            } else if f.is_write() {
-                "write"
-            } else {
-                "read"
-            },
-            f.addr,
-            f.ip,
-            f.fsr
-        ),
-        Fault::UnknownSyscall(s) => {
-            format!("unknown syscall {} (pc {:#x})", s.syscall as i64, s.pc)
+/// A one-line description of a fault, for the console (formats without
+/// allocating).
+pub fn describe_fault(fault: &Fault) -> impl core::fmt::Display + '_ {
+    struct Describe<'a>(&'a Fault);
+    impl core::fmt::Display for Describe<'_> {
+        fn fmt(&self, out: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self.0 {
+                Fault::VmFault(f) => write!(
+                    out,
+                    "{} fault at {:#x} (pc {:#x}, fsr {:#x})",
+                    if f.instruction {
+                        "instruction"
+                    } else if f.is_write() {
+                        "write"
+                    } else {
+                        "read"
+                    },
+                    f.addr,
+                    f.ip,
+                    f.fsr
+                ),
+                Fault::UnknownSyscall(s) => {
+                    write!(out, "unknown syscall {} (pc {:#x})", s.syscall as i64, s.pc)
+                }
+                Fault::UserException(e) => write!(
+                    out,
+                    "user exception class {:#x} iss {:#x} (pc {:#x})",
+                    e.number, e.code, e.pc
+                ),
+                Fault::CapFault(c) => write!(
+                    out,
+                    "capability fault on cptr {:#x} (pc {:#x})",
+                    c.cptr, c.pc
+                ),
+            }
         }
-        Fault::UserException(e) => format!(
-            "user exception class {:#x} iss {:#x} (pc {:#x})",
-            e.number, e.code, e.pc
-        ),
-        Fault::CapFault(c) => format!("capability fault on cptr {:#x} (pc {:#x})", c.cptr, c.pc),
     }
+    Describe(fault)
 }

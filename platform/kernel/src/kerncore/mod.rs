@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 
 use crate::machine::Machine;
 use cap::ObjId;
-use object::{CNode, Endpoint, Notification, Slab, Tcb};
+use object::{CNode, Endpoint, Notification, Slab};
 use sched::Scheduler;
 
 /// Number of ASIDs (8-bit ASIDs; 0 is never assigned).
@@ -56,9 +56,9 @@ pub struct Kernel<M: Machine> {
     /// The hardware (or the host tests' fake).
     pub machine: M,
     /// Threads.
-    pub tcbs: Slab<alloc::boxed::Box<Tcb>>,
+    pub tcbs: object::TcbTable,
     /// Endpoints.
-    pub endpoints: Slab<Endpoint>,
+    pub endpoints: Slab<object::Boxed<Endpoint>>,
     /// Notifications.
     pub notifications: Slab<Notification>,
     /// CNodes (including each TCB's own small one).
@@ -69,13 +69,20 @@ pub struct Kernel<M: Machine> {
     pub irqs: Vec<IrqState>,
     /// The scheduler.
     pub sched: Scheduler,
-    /// Counts changes to capabilities and ASIDs (not the fastpaths' reply
-    /// caps): a thread's cached [`object::FastInfo`] is valid while it
-    /// carries the current value.
+    /// Counts the changes that can make a thread's cached
+    /// [`object::FastInfo`] wrong (see [`Kernel::cap_changed`]): the cache
+    /// is valid while it carries the current value.
     pub cap_generation: u64,
     /// Whether Call and ReplyRecv try their fastpaths (off in tests that
     /// compare the fastpaths with the general path).
     pub fastpath: bool,
+    /// The top of the stack of objects waiting to be destroyed (see
+    /// [`Kernel::delete_slot`]).
+    pub doomed: Option<object::Doomed>,
+    /// System calls done by a fastpath through [`Kernel::handle_event`]
+    /// (the tests check that their random sequences exercise them).
+    #[cfg(test)]
+    pub fastpath_hits: u64,
 }
 
 impl<M: Machine> Kernel<M> {
@@ -92,6 +99,9 @@ impl<M: Machine> Kernel<M> {
             sched: Scheduler::new(),
             fastpath: true,
             cap_generation: 1,
+            doomed: None,
+            #[cfg(test)]
+            fastpath_hits: 0,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The scheduler: ready queues by priority, and seL4's scheduling decisions.
 //!
-//! 256 priorities, each with a FIFO of runnable threads, and a bitmap of the
-//! non-empty ones. The running thread is not in a queue. After each kernel
+//! 256 priorities, each with a FIFO of runnable threads (linked through
+//! the threads, so making a thread ready never allocates), and a two-level
+//! bitmap of the non-empty ones. The running thread is not in a queue. After each kernel
 //! entry the *action* decides what runs next, as in seL4 (non-MCS):
 //! resume the current thread, switch to a thread just woken if it may run
 //! before the others ([`Kernel::possible_switch_to`]), or choose the head of
@@ -9,12 +10,9 @@
 //! the timer: a thread whose time slice runs out goes to the back of its
 //! queue.
 
-use alloc::collections::VecDeque;
-use alloc::vec::Vec;
-
 use super::Kernel;
 use super::cap::ObjId;
-use super::object::ThreadState;
+use super::object::{Chain, ThreadQueue, ThreadState};
 use crate::machine::Machine;
 
 /// Timer ticks in a time slice.
@@ -32,20 +30,21 @@ pub enum Action {
 }
 
 /// The ready queues and the running thread.
+///
+/// The queues are linked through the threads' TCBs ([`ThreadQueue`]), so
+/// making a thread ready never allocates.
 pub struct Scheduler {
-    queues: Vec<VecDeque<ObjId>>,
+    queues: [ThreadQueue; 256],
+    /// Bit `p % 64` of word `p / 64`: priority `p` has a queued thread.
     bitmap: [u64; 4],
+    /// Bit `w`: `bitmap[w]` is not zero (seL4's two-level bitmap).
+    summary: u8,
     /// The running thread (`None`: idle).
     pub current: Option<ObjId>,
     /// The pending decision.
     pub action: Action,
     /// Ticks left in the current thread's time slice.
     pub ticks_left: u32,
-    /// A fastpath has already switched threads: nothing left to decide.
-    pub fast_switched: bool,
-    /// The address space (root table, ASID) of the thread a fastpath
-    /// switched to, looked up already (taken by the context switch).
-    pub next_space: Option<(u64, u16)>,
 }
 
 impl Default for Scheduler {
@@ -58,22 +57,34 @@ impl Scheduler {
     /// No threads.
     pub fn new() -> Self {
         Scheduler {
-            queues: (0..256).map(|_| VecDeque::new()).collect(),
+            queues: [ThreadQueue {
+                head: None,
+                tail: None,
+            }; 256],
             bitmap: [0; 4],
+            summary: 0,
             current: None,
             action: Action::ResumeCurrent,
             ticks_left: TIME_SLICE_TICKS,
-            fast_switched: false,
-            next_space: None,
         }
     }
 
     /// The highest priority with a runnable thread queued.
+    #[inline(always)]
     pub fn highest(&self) -> Option<u8> {
-        (0..4).rev().find_map(|w| {
-            let bits = self.bitmap[w];
-            (bits != 0).then(|| (w as u32 * 64 + 63 - bits.leading_zeros()) as u8)
-        })
+        if self.summary == 0 {
+            return None;
+        }
+        let w = 7 - self.summary.leading_zeros() as usize;
+        let bits = self.bitmap[w & 3];
+        Some((w as u32 * 64 + 63 - bits.leading_zeros()) as u8)
+    }
+
+    /// Whether a thread of priority `prio` may run before every queued
+    /// thread (none has a higher priority).
+    #[inline(always)]
+    pub fn may_run_first(&self, prio: u8) -> bool {
+        self.summary == 0 || self.highest().is_none_or(|h| h <= prio)
     }
 
     fn mark(&mut self, prio: u8) {
@@ -83,42 +94,16 @@ impl Scheduler {
         } else {
             self.bitmap[w] |= 1 << b;
         }
-    }
-
-    fn push(&mut self, id: ObjId, prio: u8, front: bool) {
-        let q = &mut self.queues[prio as usize];
-        if front {
-            q.push_front(id);
+        if self.bitmap[w] == 0 {
+            self.summary &= !(1 << w);
         } else {
-            q.push_back(id);
+            self.summary |= 1 << w;
         }
-        self.mark(prio);
     }
 
-    fn pop(&mut self, prio: u8) -> Option<ObjId> {
-        let id = self.queues[prio as usize].pop_front();
-        self.mark(prio);
-        id
-    }
-
-    fn remove(&mut self, id: ObjId, prio: u8) {
-        self.queues[prio as usize].retain(|&t| t != id);
-        self.mark(prio);
-    }
-
-    /// Drops every trace of a destroyed thread.
-    pub fn forget(&mut self, id: ObjId) {
-        for prio in 0..=255u8 {
-            if self.queues[prio as usize].contains(&id) {
-                self.remove(id, prio);
-            }
-        }
-        if self.action == Action::SwitchTo(id) {
-            self.action = Action::ChooseNew;
-        }
-        if self.current == Some(id) {
-            self.current = None;
-        }
+    /// The ready queue of a priority.
+    pub fn queue(&self, prio: u8) -> &ThreadQueue {
+        &self.queues[prio as usize]
     }
 
     /// Asks for a new choice without queueing anything (the current thread
@@ -139,7 +124,13 @@ impl<M: Machine> Kernel<M> {
         }
         t.queued = true;
         let prio = t.priority;
-        self.sched.push(id, prio, front);
+        let q = &mut self.sched.queues[prio as usize];
+        if front {
+            q.push_front(&mut self.tcbs, Chain::Ready, id);
+        } else {
+            q.push_back(&mut self.tcbs, Chain::Ready, id);
+        }
+        self.sched.mark(prio);
     }
 
     /// seL4 `tcbSchedDequeue`.
@@ -152,7 +143,19 @@ impl<M: Machine> Kernel<M> {
         }
         t.queued = false;
         let prio = t.priority;
-        self.sched.remove(id, prio);
+        self.sched.queues[prio as usize].remove(&mut self.tcbs, Chain::Ready, id);
+        self.sched.mark(prio);
+    }
+
+    /// Drops every trace of a thread being destroyed from the scheduler.
+    pub fn sched_forget(&mut self, id: ObjId) {
+        self.sched_dequeue(id);
+        if self.sched.action == Action::SwitchTo(id) {
+            self.sched.action = Action::ChooseNew;
+        }
+        if self.sched.current == Some(id) {
+            self.sched.current = None;
+        }
     }
 
     /// seL4 `rescheduleRequired`.
@@ -247,7 +250,12 @@ impl<M: Machine> Kernel<M> {
     }
 
     fn choose_thread(&mut self) {
-        match self.sched.highest().and_then(|p| self.sched.pop(p)) {
+        let next = self.sched.highest().and_then(|p| {
+            let id = self.sched.queues[p as usize].pop_front(&mut self.tcbs, Chain::Ready);
+            self.sched.mark(p);
+            id
+        });
+        match next {
             Some(id) => {
                 if let Some(t) = self.tcbs.get_mut(id) {
                     t.queued = false;

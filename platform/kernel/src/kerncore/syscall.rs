@@ -1,12 +1,34 @@
 //! The system calls: seL4's `handleSyscall`, `handleInvocation` and `handleRecv`, and kernel entry.
 //!
 //! The architecture code saves the user registers into the current thread's
-//! [`Context`](super::object::Context) and calls [`Kernel::handle_event`];
-//! afterwards `sched.current` names the thread to resume (whose context it
-//! restores) or `None` to idle. Register-only Call and ReplyRecv go through
-//! [`Kernel::fastpath_call`] and [`Kernel::fastpath_reply_recv`] first, which
-//! do the whole IPC in one step when the common conditions hold and
-//! otherwise leave it to the general path.
+//! [`Context`](super::object::Context) and calls [`Kernel::handle_event`]
+//! (or [`Kernel::enter_syscall`]); afterwards `sched.current` names the
+//! thread to resume (whose context it restores) or `None` to idle.
+//!
+//! # The fastpaths
+//!
+//! A register-only Call or ReplyRecv (no extra caps, at most the four
+//! register MRs) goes first through [`Kernel::fastpath_call`] or
+//! [`Kernel::fastpath_reply_recv`] (seL4's `fastpath_call` and
+//! `fastpath_reply_recv`), which check seL4's conditions — the endpoint
+//! cap and its rights, the endpoint's state and queue, the other thread's
+//! state, priority and fault, the reply cap, no higher-priority thread
+//! ready, both address spaces valid — then do the whole IPC and the
+//! switch in one step, or, having changed nothing, leave it to the general
+//! path. They are invisible: the tests run random system-call sequences
+//! with and without them and compare everything a thread can observe.
+//!
+//! They are written for few instructions, in safe Rust:
+//! - each thread caches what they need of its CSpace and VSpace roots and
+//!   its last endpoint lookup ([`FastInfo`]), valid while the kernel's
+//!   `cap_generation` is unchanged (every cap or ASID change but the reply
+//!   caps' bumps it); the general path refreshes the caches of the threads
+//!   it runs, so the fastpaths never call out and stay leaf functions;
+//! - the TCB's own slots (reply and caller caps) are an array in the TCB,
+//!   threads and endpoints are one load from their tables, and the queues
+//!   are linked through the TCBs, so nothing is copied or allocated;
+//! - the two threads are borrowed at once (`Slab::get_pair_mut`), and
+//!   every check precedes the first write.
 
 use abi::error::{ErrorReply, LookupFailure};
 use abi::fault::{CapFault, Fault, UnknownSyscall};
@@ -16,7 +38,11 @@ use abi::{MessageInfo, Syscall, Word};
 use super::Kernel;
 use super::cap::{Cap, ObjId};
 use super::invoke::Failure;
-use super::object::{EndpointState, ThreadState, tcb_slot};
+use super::object::{
+    AddressSpace, CNode, Context, Endpoint, EndpointState, FastInfo, QueueLinks, Slab, Slot,
+    SlotRef, Tcb, ThreadState, tcb_slot,
+};
+use super::sched::Action;
 use crate::machine::Machine;
 
 /// Why the kernel was entered from user level.
@@ -32,13 +58,18 @@ pub enum Event {
     Irq(u32),
 }
 
-/// Copies the first `length` of the four register MRs into x2..x5 of a
-/// receiver's registers, leaving the others as they were (branch-free and
-/// without a variable-length copy: the fastpaths' transfer).
+/// Copies the first `length` (at most four) register MRs, x2.., of a
+/// sender's registers into a receiver's, leaving the others as they were
+/// (the fastpaths' transfer).
 #[inline(always)]
-fn copy_message_registers(x: &mut [Word; 31], mrs: &[Word; FAST_MESSAGE_REGISTERS], length: usize) {
-    for i in 0..FAST_MESSAGE_REGISTERS {
-        x[2 + i] = if i < length { mrs[i] } else { x[2 + i] };
+fn copy_message_registers(to: &mut [Word; 31], from: &[Word; 31], length: usize) {
+    const _: () = assert!(FAST_MESSAGE_REGISTERS == 4);
+    match length {
+        0 => {}
+        1 => to[2] = from[2],
+        2 => to[2..4].copy_from_slice(&from[2..4]),
+        3 => to[2..5].copy_from_slice(&from[2..5]),
+        _ => to[2..6].copy_from_slice(&from[2..6]),
     }
 }
 
@@ -49,7 +80,18 @@ impl<M: Machine> Kernel<M> {
     /// Handles one kernel entry, then decides what runs next.
     pub fn handle_event(&mut self, event: Event) {
         match event {
-            Event::Syscall => return self.enter_syscall(),
+            Event::Syscall => {
+                if let Some(cur) = self.sched.current
+                    && self.fastpath(cur).is_some()
+                {
+                    #[cfg(test)]
+                    {
+                        self.fastpath_hits += 1;
+                    }
+                    return;
+                }
+                return self.enter_syscall();
+            }
             Event::Fault(fault) => {
                 if let Some(cur) = self.sched.current {
                     self.handle_fault(cur, fault);
@@ -62,15 +104,18 @@ impl<M: Machine> Kernel<M> {
         self.activate();
     }
 
-    /// A system call by the current thread (the hot entry: no [`Event`]
-    /// to build), then the scheduling decision unless a fastpath made it.
+    /// A system call by the current thread through the general path (the
+    /// fastpaths were tried first: see [`Kernel::fastpath`]), then the
+    /// scheduling decision.
     pub fn enter_syscall(&mut self) {
+        let caller = self.sched.current;
         self.handle_syscall();
-        if core::mem::take(&mut self.sched.fast_switched) {
-            return;
-        }
         self.schedule();
         self.activate();
+        // Warm the fastpaths' caches of the threads involved.
+        for t in [caller, self.sched.current].into_iter().flatten() {
+            self.warm_fast_info(t);
+        }
     }
 
     fn handle_syscall(&mut self) {
@@ -97,21 +142,15 @@ impl<M: Machine> Kernel<M> {
             return;
         };
         match sys {
-            Syscall::Call => {
-                if !self.fastpath_call(cur) {
-                    self.handle_invocation(cur, true, true);
-                }
-            }
+            Syscall::Call => self.handle_invocation(cur, true, true),
             Syscall::Send => self.handle_invocation(cur, false, true),
             Syscall::NBSend => self.handle_invocation(cur, false, false),
             Syscall::Recv => self.handle_recv(cur, true),
             Syscall::NBRecv => self.handle_recv(cur, false),
             Syscall::Reply => self.handle_reply(cur),
             Syscall::ReplyRecv => {
-                if !self.fastpath_reply_recv(cur) {
-                    self.handle_reply(cur);
-                    self.handle_recv(cur, true);
-                }
+                self.handle_reply(cur);
+                self.handle_recv(cur, true);
             }
             Syscall::Yield => self.yield_current(),
             Syscall::DebugPutChar => {
@@ -328,71 +367,20 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// A thread's [`FastInfo`](super::object::FastInfo): cached, or
-    /// computed and cached. `None` when its CSpace root is not a single
-    /// CNode resolving whole CPtrs or its VSpace cannot run it.
+    /// The fastpaths' entry: a system call by `cur` that is a
+    /// register-only Call or ReplyRecv under the common conditions is done
+    /// here in one step, with the switch to the thread that runs next.
+    /// Returns that thread's context (to resume at once, in its address
+    /// space), or `None`, having changed nothing, for the general path.
     #[inline(always)]
-    fn fast_info(&mut self, tcb: ObjId) -> Option<super::object::FastInfo> {
-        let generation = self.cap_generation;
-        let t = self.tcbs.get(tcb)?;
-        if t.fast_generation == generation {
-            return t.fast;
-        }
-        let info = self.compute_fast_info(t.ctable);
-        let t = self.tcbs.get_mut(tcb)?;
-        t.fast = info;
-        t.fast_generation = generation;
-        info
-    }
-
-    #[inline(never)]
-    fn compute_fast_info(&self, ctable: ObjId) -> Option<super::object::FastInfo> {
-        let slots = &self.cnodes.get(ctable)?.slots;
-        let Cap::CNode {
-            id,
-            radix,
-            guard_size,
-            guard,
-        } = slots[tcb_slot::CSPACE as usize].cap
-        else {
-            return None;
-        };
-        if radix as u32 + guard_size as u32 != 64 {
-            return None;
-        }
-        let Cap::VSpace {
-            paddr,
-            asid: Some(asid),
-        } = slots[tcb_slot::VSPACE as usize].cap
-        else {
-            return None;
-        };
-        (self.vspace_root(asid) == Some(paddr)).then_some(super::object::FastInfo {
-            cnode: id,
-            radix,
-            guard,
-            root: paddr,
-            asid,
-        })
-    }
-
-    /// The endpoint cap a CPtr names, through a thread's cached CSpace root.
-    #[inline(always)]
-    fn fast_endpoint(
-        &self,
-        info: &super::object::FastInfo,
-        cptr: Word,
-    ) -> Option<(ObjId, Word, abi::CapRights)> {
-        if cptr >> info.radix != info.guard {
-            return None;
-        }
-        let slots = &self.cnodes.get(info.cnode)?.slots;
-        match slots
-            .get((cptr & super::cap::low_mask(info.radix as u32)) as usize)?
-            .cap
-        {
-            Cap::Endpoint { id, badge, rights } => Some((id, badge, rights)),
-            _ => None,
+    pub fn fastpath(&mut self, cur: ObjId) -> Option<FastSwitch> {
+        let number = self.tcbs.get(cur)?.context.x[7];
+        if number == Syscall::Call.number() as Word {
+            self.fastpath_call(cur)
+        } else if number == Syscall::ReplyRecv.number() as Word {
+            self.fastpath_reply_recv(cur)
+        } else {
+            None
         }
     }
 
@@ -400,248 +388,328 @@ impl<M: Machine> Kernel<M> {
     /// on an endpoint where a receiver of at least the caller's priority
     /// waits. Checks everything first, then transfers the registers, gives
     /// the receiver the reply cap and switches to it directly. Returns
-    /// false, having changed nothing, when any condition fails.
-    pub fn fastpath_call(&mut self, cur: ObjId) -> bool {
-        if !self.fastpath || self.sched.action != super::sched::Action::ResumeCurrent {
-            return false;
+    /// `None`, having changed nothing (but the caller's cached endpoint
+    /// lookup), when any condition fails.
+    #[inline(always)]
+    pub fn fastpath_call(&mut self, cur: ObjId) -> Option<FastSwitch> {
+        let Kernel {
+            tcbs,
+            cnodes,
+            endpoints,
+            sched,
+            cap_generation,
+            fastpath,
+            ..
+        } = self;
+        // Every kernel entry finds the action decided on the way out.
+        debug_assert_eq!(sched.action, Action::ResumeCurrent);
+        if cfg!(test) && !*fastpath {
+            return None;
         }
-        let Some(t) = self.tcbs.get(cur) else {
-            return false;
-        };
-        let info = MessageInfo::from_word(t.context.x[1]);
-        if info.extra_caps() != 0 || info.length() > FAST_MESSAGE_REGISTERS {
-            return false;
+        // The caller, its message and the endpoint cap it names.
+        let t: &mut Tcb = tcbs.get_mut(cur)?;
+        let info = t.context.x[1];
+        if !is_register_only(info) || t.fast_generation != *cap_generation {
+            return None;
         }
-        let (ctable, prio, cptr) = (t.ctable, t.priority, t.context.x[0]);
-        let Some(mine) = self.fast_info(cur) else {
-            return false;
-        };
-        let Some((id, badge, rights)) = self.fast_endpoint(&mine, cptr) else {
-            return false;
-        };
+        let cptr = t.context.x[0];
+        let (id, badge, rights) = fast_endpoint(cnodes, &mut t.fast, cptr)?;
         if !rights.can_write() || !(rights.can_grant() || rights.can_grant_reply()) {
-            return false;
+            return None;
         }
-        let Some(ep) = self.endpoints.get(id) else {
-            return false;
-        };
-        let Some(&dest) = ep.queue.front() else {
-            return false;
-        };
-        if !matches!(ep.state, EndpointState::Recv) {
-            return false;
+        // A receiver waits.
+        let ep: &mut Endpoint = endpoints.get_mut(id)?;
+        if ep.state != EndpointState::Recv {
+            return None;
         }
-        let Some(d) = self.tcbs.get(dest) else {
-            return false;
-        };
+        let dest = ep.queue.head?;
+        let (t, d) = tcbs.get_pair_mut(cur, dest)?;
+        let (t, d): (&mut Tcb, &mut Tcb) = (t, d);
         let ThreadState::BlockedOnReceive { can_grant, .. } = d.state else {
-            return false;
+            return None;
         };
-        let dest_ctable = d.ctable;
-        if d.priority < prio {
-            return false;
+        if d.priority < t.priority
+            || d.fast_generation != *cap_generation
+            || !sched.may_run_first(d.priority)
+        {
+            return None;
         }
-        let Some(theirs) = self.fast_info(dest) else {
-            return false;
-        };
-        let space = (theirs.root, theirs.asid);
-        let caller_slot = super::object::SlotRef {
-            cnode: dest_ctable,
-            index: tcb_slot::CALLER,
-        };
-        if !self.slot(caller_slot).cap.is_null() {
-            return false;
+        let master = &mut t.slots[tcb_slot::REPLY as usize];
+        let slot = &mut d.slots[tcb_slot::CALLER as usize];
+        if !slot.cap.is_null() || master.next.is_some() {
+            return None;
         }
-        // Commit.
-        let Some(ep) = self.endpoints.get_mut(id) else {
-            return false;
+
+        // Commit; nothing below fails. The reply cap: a child of the
+        // caller's master reply cap (what `cte_insert` does, field by field).
+        master.next = Some(SlotRef::tcb(dest, tcb_slot::CALLER));
+        *slot = Slot {
+            cap: Cap::Reply {
+                tcb: cur,
+                can_grant,
+                master: false,
+            },
+            prev: Some(SlotRef::tcb(cur, tcb_slot::REPLY)),
+            next: None,
+            revocable: false,
+            first_badged: false,
         };
-        ep.queue.pop_front();
-        if ep.queue.is_empty() {
-            ep.state = EndpointState::Idle;
-        }
-        let length = info.length();
-        let Some(t) = self.tcbs.get_mut(cur) else {
-            return false;
-        };
-        let regs = [
-            t.context.x[2],
-            t.context.x[3],
-            t.context.x[4],
-            t.context.x[5],
-        ];
+        // The caller waits for the reply; the receiver gets the message.
         t.state = ThreadState::BlockedOnReply;
-        let Some(d) = self.tcbs.get_mut(dest) else {
-            return false;
-        };
         d.context.x[0] = badge;
-        d.context.x[1] = MessageInfo::new(info.label(), 0, 0, length).word();
-        copy_message_registers(&mut d.context.x, &regs, length);
+        transfer(&mut d.context.x, &t.context.x, info);
         d.state = ThreadState::Running;
-        self.link_reply_cap(cur, ctable, caller_slot, can_grant);
-        self.fast_switch(dest, space);
-        true
-    }
-
-    /// Puts a reply cap to `caller` (whose own CNode is `caller_ctable`) in
-    /// the empty `slot`, as a child of its master reply cap: what
-    /// `cte_insert` does for this case, field by field.
-    #[inline(always)]
-    fn link_reply_cap(
-        &mut self,
-        caller: ObjId,
-        caller_ctable: ObjId,
-        slot: super::object::SlotRef,
-        can_grant: bool,
-    ) {
-        let master = super::object::SlotRef {
-            cnode: caller_ctable,
-            index: tcb_slot::REPLY,
+        let switch = FastSwitch {
+            context: &mut d.context as *mut Context,
+            space: d.fast.space,
         };
-        let Some(m) = self.cnodes.get_mut(caller_ctable) else {
-            return;
-        };
-        let m = &mut m.slots[tcb_slot::REPLY as usize];
-        let next = m.next;
-        m.next = Some(slot);
-        if let Some(n) = next {
-            self.slot_mut(n).prev = Some(slot);
+        // The receiver leaves the endpoint's queue (it was its head).
+        let next = core::mem::take(&mut d.ipc_links).next;
+        ep.queue.head = next;
+        match next.and_then(|n| tcbs.get_mut(n)) {
+            Some(n) => n.ipc_links.prev = None,
+            None => {
+                ep.queue.tail = None;
+                ep.state = EndpointState::Idle;
+            }
         }
-        let d = self.slot_mut(slot);
-        d.cap = Cap::Reply {
-            tcb: caller,
-            can_grant,
-            master: false,
-        };
-        d.prev = Some(master);
-        d.next = next;
-        d.revocable = false;
-        d.first_badged = false;
-    }
-
-    /// Deletes the reply cap in `slot`: a leaf of the derivation tree whose
-    /// deletion destroys nothing, so unlinking it is all (field by field).
-    #[inline(always)]
-    fn unlink_reply_cap(&mut self, slot: super::object::SlotRef) {
-        let s = self.slot_mut(slot);
-        let (prev, next, first_badged) = (s.prev, s.next, s.first_badged);
-        s.cap = Cap::Null;
-        s.prev = None;
-        s.next = None;
-        s.revocable = false;
-        s.first_badged = false;
-        if let Some(p) = prev {
-            self.slot_mut(p).next = next;
-        }
-        if let Some(n) = next {
-            let n = self.slot_mut(n);
-            n.prev = prev;
-            n.first_badged |= first_badged;
-        }
+        fast_switch(sched, dest);
+        Some(switch)
     }
 
     /// The fastpath of ReplyRecv (seL4 `fastpath_reply_recv`): reply
     /// (register-only) to a caller waiting for it, then wait on the
     /// endpoint in x0 where no sender is queued, and run the caller at once.
-    /// Returns false, having changed nothing, when any condition fails.
-    pub fn fastpath_reply_recv(&mut self, cur: ObjId) -> bool {
-        if !self.fastpath || self.sched.action != super::sched::Action::ResumeCurrent {
-            return false;
+    /// Returns `None`, having changed nothing (but the replier's cached
+    /// endpoint lookup), when any condition fails.
+    #[inline(always)]
+    pub fn fastpath_reply_recv(&mut self, cur: ObjId) -> Option<FastSwitch> {
+        let Kernel {
+            tcbs,
+            cnodes,
+            endpoints,
+            sched,
+            cap_generation,
+            fastpath,
+            ..
+        } = self;
+        debug_assert_eq!(sched.action, Action::ResumeCurrent);
+        if cfg!(test) && !*fastpath {
+            return None;
         }
-        let Some(t) = self.tcbs.get(cur) else {
-            return false;
-        };
-        let info = MessageInfo::from_word(t.context.x[1]);
-        if info.extra_caps() != 0
-            || info.length() > FAST_MESSAGE_REGISTERS
-            || t.bound_ntfn.is_some()
+        // The replier, its message, the reply cap and the endpoint cap.
+        let t: &mut Tcb = tcbs.get_mut(cur)?;
+        let info = t.context.x[1];
+        if !is_register_only(info) || t.fast_generation != *cap_generation || t.bound_ntfn.is_some()
         {
-            return false;
+            return None;
         }
-        let (ctable, prio, cptr) = (t.ctable, t.priority, t.context.x[0]);
-        let Some(mine) = self.fast_info(cur) else {
-            return false;
-        };
-        let Some((id, _, rights)) = self.fast_endpoint(&mine, cptr) else {
-            return false;
-        };
-        if !rights.can_read() {
-            return false;
-        }
-        let Some(ep) = self.endpoints.get(id) else {
-            return false;
-        };
-        if matches!(ep.state, EndpointState::Send) {
-            return false;
-        }
-        let caller_slot = super::object::SlotRef {
-            cnode: ctable,
-            index: tcb_slot::CALLER,
-        };
+        let slot = &t.slots[tcb_slot::CALLER as usize];
         let Cap::Reply {
             tcb: caller,
             master: false,
             ..
-        } = self.slot(caller_slot).cap
+        } = slot.cap
         else {
-            return false;
+            return None;
         };
-        let Some(c) = self.tcbs.get(caller) else {
-            return false;
-        };
-        if !matches!(c.state, ThreadState::BlockedOnReply)
-            || c.fault.is_some()
-            || c.priority < prio
-            || self.sched.highest().is_some_and(|h| h > c.priority)
-            || caller == cur
-        {
-            return false;
+        if slot.prev != Some(SlotRef::tcb(caller, tcb_slot::REPLY)) || slot.next.is_some() {
+            return None;
         }
-        let Some(theirs) = self.fast_info(caller) else {
-            return false;
+        let cptr = t.context.x[0];
+        let (id, _, rights) = fast_endpoint(cnodes, &mut t.fast, cptr)?;
+        if !rights.can_read() {
+            return None;
+        }
+        // No sender waits; the caller waits for this reply and may run now.
+        let ep: &mut Endpoint = endpoints.get_mut(id)?;
+        if ep.state == EndpointState::Send {
+            return None;
+        }
+        let (t, c) = tcbs.get_pair_mut(cur, caller)?;
+        let (t, c): (&mut Tcb, &mut Tcb) = (t, c);
+        if c.state != ThreadState::BlockedOnReply
+            || c.fault.is_some()
+            || c.priority < t.priority
+            || c.fast_generation != *cap_generation
+            || !sched.may_run_first(c.priority)
+        {
+            return None;
+        }
+
+        // Commit; nothing below fails. The reply cap goes (a leaf of the
+        // derivation tree: unlinking it is all), the caller gets the
+        // message, and we wait on the endpoint.
+        c.slots[tcb_slot::REPLY as usize].next = None;
+        t.slots[tcb_slot::CALLER as usize] = Slot::default();
+        c.context.x[0] = 0;
+        transfer(&mut c.context.x, &t.context.x, info);
+        c.state = ThreadState::Running;
+        let switch = FastSwitch {
+            context: &mut c.context as *mut Context,
+            space: c.fast.space,
         };
-        let space = (theirs.root, theirs.asid);
-        // Commit: the reply cap goes, the caller gets the message, we wait.
-        self.unlink_reply_cap(caller_slot);
-        let length = info.length();
-        let Some(t) = self.tcbs.get_mut(cur) else {
-            return false;
-        };
-        let regs = [
-            t.context.x[2],
-            t.context.x[3],
-            t.context.x[4],
-            t.context.x[5],
-        ];
         t.state = ThreadState::BlockedOnReceive {
             ep: id,
             can_grant: rights.can_grant(),
         };
-        let Some(c) = self.tcbs.get_mut(caller) else {
-            return false;
+        let tail = ep.queue.tail;
+        t.ipc_links = QueueLinks {
+            prev: tail,
+            next: None,
         };
-        c.context.x[0] = 0;
-        c.context.x[1] = MessageInfo::new(info.label(), 0, 0, length).word();
-        copy_message_registers(&mut c.context.x, &regs, length);
-        c.state = ThreadState::Running;
-        if let Some(ep) = self.endpoints.get_mut(id) {
-            ep.queue.push_back(cur);
-            ep.state = EndpointState::Recv;
+        match tail.and_then(|p| tcbs.get_mut(p)) {
+            Some(p) => p.ipc_links.next = Some(cur),
+            None => ep.queue.head = Some(cur),
         }
-        self.fast_switch(caller, space);
-        true
+        ep.queue.tail = Some(cur);
+        ep.state = EndpointState::Recv;
+        fast_switch(sched, caller);
+        Some(switch)
     }
 
-    /// Makes `next` the running thread at once (the fastpaths' switch: the
-    /// current thread has just blocked, and `next` may run before every
-    /// queued thread).
-    #[inline(always)]
-    fn fast_switch(&mut self, next: ObjId, space: (u64, u16)) {
-        if self.sched.current != Some(next) {
-            self.sched.ticks_left = super::sched::TIME_SLICE_TICKS;
+    /// Brings a thread's cached [`FastInfo`] up to date (the general path
+    /// does it for the threads it runs, so that their next Call or
+    /// ReplyRecv can take the fastpath).
+    pub fn warm_fast_info(&mut self, tcb: ObjId) {
+        let generation = self.cap_generation;
+        let Kernel {
+            tcbs,
+            cnodes,
+            asids,
+            ..
+        } = self;
+        let Some(t) = tcbs.get_mut(tcb) else {
+            return;
+        };
+        if t.fast_generation == generation {
+            return;
         }
-        self.sched.current = Some(next);
-        self.sched.fast_switched = true;
-        self.sched.next_space = Some(space);
+        match compute_fast_info(t, cnodes, asids) {
+            Some(info) => {
+                t.fast = info;
+                t.fast_generation = generation;
+            }
+            None => t.fast_generation = 0,
+        }
     }
+}
+
+/// The bits of a message tag that hold its extra-cap count and length.
+const CAPS_AND_LENGTH: Word = 0x1ff;
+const _: () = {
+    assert!(MessageInfo::new(0, 7, 3, 120).word() & !CAPS_AND_LENGTH == 7 << 9);
+    assert!(MessageInfo::new(!0, 7, 0, 0).word() & CAPS_AND_LENGTH == 0);
+};
+
+/// Whether a message (its tag) is register-only: no extra caps, at most
+/// the four register MRs (one comparison: with any extra cap the masked
+/// bits exceed 4).
+#[inline(always)]
+fn is_register_only(info: Word) -> bool {
+    info & CAPS_AND_LENGTH <= FAST_MESSAGE_REGISTERS as Word
+}
+
+/// The tag a register-only message (tag `info`) arrives with: its label
+/// and length, no caps (`MessageInfo::new(label, 0, 0, length)`, in one
+/// operation: the length needs no clamping and the label no masking).
+#[inline(always)]
+fn received_tag(info: Word) -> Word {
+    info & (LABEL | LENGTH)
+}
+
+/// The bits of a message tag that hold its label.
+const LABEL: Word = !0xfff;
+
+/// The bits of a message tag that hold its length.
+const LENGTH: Word = 0x7f;
+
+/// [`received_tag`], for the tests.
+#[cfg(test)]
+pub fn received_tag_for_tests(info: Word) -> Word {
+    received_tag(info)
+}
+
+/// The fastpaths' message transfer of a register-only message: the tag
+/// into x1, the first `length` register MRs into x2.. (the others stay).
+#[inline(always)]
+fn transfer(to: &mut [Word; 31], from: &[Word; 31], info: Word) {
+    to[1] = received_tag(info);
+    copy_message_registers(to, from, (info & LENGTH) as usize);
+}
+
+fn compute_fast_info(t: &Tcb, cnodes: &Slab<CNode>, asids: &[Option<u64>]) -> Option<FastInfo> {
+    let Cap::CNode {
+        id,
+        radix,
+        guard_size,
+        guard,
+    } = t.slots[tcb_slot::CSPACE as usize].cap
+    else {
+        return None;
+    };
+    if radix as u32 + guard_size as u32 != 64 || radix == 0 || cnodes.get(id).is_none() {
+        return None;
+    }
+    let Cap::VSpace {
+        paddr,
+        asid: Some(asid),
+    } = t.slots[tcb_slot::VSPACE as usize].cap
+    else {
+        return None;
+    };
+    (asids.get(asid as usize).copied().flatten() == Some(paddr)).then_some(FastInfo {
+        cnode: id,
+        index_mask: super::cap::low_mask(radix as u32),
+        guard_bits: guard << radix,
+        space: AddressSpace { root: paddr, asid },
+        ..FastInfo::NONE
+    })
+}
+
+/// The endpoint cap a CPtr names, through a thread's cached CSpace root
+/// and its cached last lookup (which this refreshes).
+#[inline(always)]
+fn fast_endpoint(
+    cnodes: &Slab<CNode>,
+    info: &mut FastInfo,
+    cptr: Word,
+) -> Option<(ObjId, Word, abi::CapRights)> {
+    if info.endpoint_cptr == cptr {
+        return Some((info.endpoint, info.endpoint_badge, info.endpoint_rights));
+    }
+    if cptr & !info.index_mask != info.guard_bits {
+        return None;
+    }
+    let slots = &cnodes.get(info.cnode)?.slots;
+    match slots.get((cptr & info.index_mask) as usize)?.cap {
+        Cap::Endpoint { id, badge, rights } => {
+            info.endpoint_cptr = cptr;
+            info.endpoint = id;
+            info.endpoint_badge = badge;
+            info.endpoint_rights = rights;
+            Some((id, badge, rights))
+        }
+        _ => None,
+    }
+}
+
+/// What a fastpath leaves for the way out to user level.
+#[derive(Clone, Copy, Debug)]
+pub struct FastSwitch {
+    /// The registers of the thread to resume: a pointer into its TCB, valid
+    /// until the kernel's object tables next change (the architecture code
+    /// restores from it at once).
+    pub context: *mut Context,
+    /// Its address space.
+    pub space: AddressSpace,
+}
+
+/// Makes `next` the running thread at once (the fastpaths' switch: the
+/// current thread has just blocked, and `next`, another thread, may run
+/// before every queued thread), with a fresh time slice.
+#[inline(always)]
+fn fast_switch(sched: &mut super::sched::Scheduler, next: ObjId) {
+    sched.ticks_left = super::sched::TIME_SLICE_TICKS;
+    sched.current = Some(next);
 }

@@ -1,29 +1,46 @@
-//! A fake machine for host tests: sparse RAM, a console buffer, a recorded halt.
+//! A fake machine for host tests: flat RAM, a console buffer, a recorded halt.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::machine::Machine;
 
-/// RAM as a map from page address to page contents; pages read as zero until written.
-#[derive(Default)]
+/// A machine with `size` bytes of RAM at `base` (zeroed, allocated once:
+/// the fake itself never allocates after creation, so the tests can count
+/// the kernel's own allocations).
 pub struct FakeMachine {
-    pages: BTreeMap<u64, Vec<u8>>,
-    /// Everything written on the console.
+    base: u64,
+    ram: Vec<u8>,
+    /// What was written on the console (up to its capacity, 1 MiB).
     pub console: Vec<u8>,
     /// The status of DebugHalt, if called.
     pub halted: Option<u32>,
-    /// Interrupt enable state.
-    pub irq_enabled: BTreeMap<u32, bool>,
-    /// TLB invalidations (asid, vaddr or u64::MAX for all).
-    pub flushes: Vec<(u16, u64)>,
+    /// Interrupt enable state, by line.
+    pub irq_enabled: Vec<Option<bool>>,
+    /// TLB invalidations made.
+    pub flushes: u64,
 }
 
 impl FakeMachine {
-    fn page(&mut self, paddr: u64) -> &mut Vec<u8> {
-        self.pages
-            .entry(paddr & !0xfff)
-            .or_insert_with(|| alloc::vec![0; 4096])
+    /// A machine with `size` bytes of RAM at `base`.
+    pub fn new(base: u64, size: u64) -> FakeMachine {
+        FakeMachine {
+            base,
+            ram: alloc::vec![0; size as usize],
+            console: Vec::with_capacity(1 << 20),
+            halted: None,
+            irq_enabled: alloc::vec![None; 1024],
+            flushes: 0,
+        }
+    }
+
+    /// The RAM bytes `[paddr, paddr + len)`. Panics outside RAM: the
+    /// kernel only names memory it was given (as on the real machine).
+    fn range(&self, paddr: u64, len: usize) -> core::ops::Range<usize> {
+        let at = paddr
+            .checked_sub(self.base)
+            .filter(|&o| o as usize + len <= self.ram.len())
+            .unwrap_or_else(|| panic!("kernel access to non-RAM {paddr:#x}+{len:#x}"));
+        at as usize..at as usize + len
     }
 }
 
@@ -37,38 +54,31 @@ impl Machine for FakeMachine {
         self.write_bytes(paddr, &value.to_le_bytes());
     }
     fn zero(&mut self, paddr: u64, len: u64) {
-        let mut at = paddr;
-        while at < paddr + len {
-            self.pages.remove(&at);
-            at += 4096;
-        }
+        let r = self.range(paddr, len as usize);
+        self.ram[r].fill(0);
     }
     fn read_bytes(&self, paddr: u64, out: &mut [u8]) {
-        for (i, b) in out.iter_mut().enumerate() {
-            let a = paddr + i as u64;
-            *b = self
-                .pages
-                .get(&(a & !0xfff))
-                .map_or(0, |p| p[(a & 0xfff) as usize]);
-        }
+        out.copy_from_slice(&self.ram[self.range(paddr, out.len())]);
     }
     fn write_bytes(&mut self, paddr: u64, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            let a = paddr + i as u64;
-            self.page(a)[(a & 0xfff) as usize] = b;
-        }
+        let r = self.range(paddr, data.len());
+        self.ram[r].copy_from_slice(data);
     }
-    fn tlb_flush_page(&mut self, asid: u16, vaddr: u64) {
-        self.flushes.push((asid, vaddr));
+    fn tlb_flush_page(&mut self, _asid: u16, _vaddr: u64) {
+        self.flushes += 1;
     }
-    fn tlb_flush_asid(&mut self, asid: u16) {
-        self.flushes.push((asid, u64::MAX));
+    fn tlb_flush_asid(&mut self, _asid: u16) {
+        self.flushes += 1;
     }
     fn irq_set_enabled(&mut self, irq: u32, enabled: bool) {
-        self.irq_enabled.insert(irq, enabled);
+        if let Some(e) = self.irq_enabled.get_mut(irq as usize) {
+            *e = Some(enabled);
+        }
     }
     fn console_write(&mut self, bytes: &[u8]) {
-        self.console.extend_from_slice(bytes);
+        let room = self.console.capacity() - self.console.len();
+        self.console
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
     fn halt(&mut self, status: u32) {
         self.halted = Some(status);
@@ -83,6 +93,9 @@ pub struct World {
     pub server: super::cap::ObjId,
     /// The client's thread.
     pub client: super::cap::ObjId,
+    /// Every boot process's thread: the server, the client, then any
+    /// further clients (see [`World::with_clients`]).
+    pub threads: Vec<super::cap::ObjId>,
 }
 
 /// Slot of the server's endpoint and of the client's badged cap to it.
@@ -93,33 +106,39 @@ pub const BADGE: u64 = 5;
 impl World {
     /// Boots two processes (tiny images) on 64 MiB of fake RAM.
     pub fn new() -> World {
+        World::with_clients(1)
+    }
+
+    /// Boots a server and `clients` clients (badges 5, 6, ...).
+    pub fn with_clients(clients: usize) -> World {
         use crate::bootimage::{Archive, Process, Role, encode};
         use crate::devicetree::PhysRange;
         use crate::loader::BootMemory;
         let elf = crate::elf::tests::build(0x40_0000, &[(0x40_0000, &[0u8; 16], 0x1000, 5)]);
-        let procs = [
-            Process {
-                name: "server",
-                elf: &elf,
-                role: Role::Server,
-                priority: 100,
-                cnode_radix: 10,
-                stack_pages: 1,
-                badge: 0,
-            },
-            Process {
-                name: "client",
+        const NAMES: [&str; 4] = ["client", "client2", "client3", "client4"];
+        let mut procs = alloc::vec![Process {
+            name: "server",
+            elf: &elf,
+            role: Role::Server,
+            priority: 100,
+            cnode_radix: 10,
+            stack_pages: 1,
+            badge: 0,
+        }];
+        for (i, name) in NAMES.iter().enumerate().take(clients) {
+            procs.push(Process {
+                name,
                 elf: &elf,
                 role: Role::Client,
                 priority: 100,
                 cnode_radix: 8,
                 stack_pages: 1,
-                badge: BADGE,
-            },
-        ];
+                badge: BADGE + i as u64,
+            });
+        }
         let blob = encode(&procs).unwrap();
         let archive = Archive::parse(&blob).unwrap();
-        let mut k = super::Kernel::new(FakeMachine::default(), 64);
+        let mut k = super::Kernel::new(FakeMachine::new(0x4000_0000, 64 << 20), 64);
         let mut mem = BootMemory::new(&[PhysRange {
             base: 0x4000_0000,
             size: 64 << 20,
@@ -127,15 +146,103 @@ impl World {
         k.load_boot_processes(&archive, &mut mem, &[]).unwrap();
         k.schedule();
         let server = k.sched.current.unwrap();
-        let client = k
-            .tcbs
-            .iter()
-            .find(|(_, t)| t.name() == "client")
-            .map(|(id, _)| id)
-            .unwrap();
-        let w = World { k, server, client };
+        let find = |name: &str| {
+            k.tcbs
+                .iter()
+                .find(|(_, t)| t.name() == name)
+                .map(|(id, _)| id)
+                .unwrap()
+        };
+        let mut threads = alloc::vec![server];
+        threads.extend(NAMES.iter().take(clients).map(|n| find(n)));
+        let client = threads[1];
+        let w = World {
+            k,
+            server,
+            client,
+            threads,
+        };
         w.check();
         w
+    }
+
+    /// The slot of the server's first "ram" Untyped of at least 1 MiB.
+    pub fn first_untyped(&self) -> u64 {
+        use super::cap::Cap;
+        use super::object::SlotRef;
+        let root = self
+            .k
+            .slot(SlotRef::tcb(self.server, super::object::tcb_slot::CSPACE))
+            .cap;
+        let Cap::CNode { id, .. } = root else {
+            panic!("the server has a CNode")
+        };
+        (0..1024u32)
+            .find(|&i| {
+                matches!(
+                    self.k.slot(SlotRef { cnode: id, index: i }).cap,
+                    Cap::Untyped { device: false, size_bits, .. } if size_bits >= 20
+                )
+            })
+            .expect("the server has Untyped memory") as u64
+    }
+
+    /// Retypes `n` objects of `ty` into the server's slots from `slot`;
+    /// returns the error, if any.
+    pub fn retype(
+        &mut self,
+        ty: abi::object::ObjectType,
+        size: u64,
+        slot: u64,
+        n: u64,
+    ) -> Option<abi::ErrorReply> {
+        let untyped = self.first_untyped();
+        self.error(
+            self.server,
+            untyped,
+            abi::invocation::Invocation::UntypedRetype {
+                object_type: ty.word(),
+                size_bits: size,
+                node_index: 0,
+                node_depth: 0,
+                node_offset: slot,
+                num_objects: n,
+            },
+            &[abi::boot::SLOT_CNODE],
+        )
+    }
+
+    /// Makes a thread in the server's CSpace and VSpace, with the server's
+    /// endpoint as its fault endpoint, and starts it (priority 100): its
+    /// TCB cap goes in the server's `slot`. Returns the thread.
+    pub fn spawn_thread(&mut self, slot: u64) -> super::cap::ObjId {
+        use abi::boot::{SLOT_CNODE, SLOT_IPC_BUFFER, SLOT_TCB, SLOT_VSPACE};
+        use abi::invocation::Invocation;
+        let s = self.server;
+        assert_eq!(self.retype(abi::object::ObjectType::Tcb, 0, slot, 1), None);
+        let configure = Invocation::TcbConfigure {
+            fault_ep: EP,
+            cspace_root_data: 0,
+            vspace_root_data: 0,
+            buffer: 0,
+        };
+        let caps = [SLOT_CNODE, SLOT_VSPACE, SLOT_IPC_BUFFER];
+        assert_eq!(self.error(s, slot, configure, &caps), None);
+        let priority = Invocation::TcbSetPriority { priority: 100 };
+        assert_eq!(self.error(s, slot, priority, &[SLOT_TCB]), None);
+        assert_eq!(self.error(s, slot, Invocation::TcbResume, &[]), None);
+        let r = super::object::SlotRef::tcb(s, super::object::tcb_slot::CSPACE);
+        let super::cap::Cap::CNode { id, .. } = self.k.slot(r).cap else {
+            panic!("the server has a CNode")
+        };
+        let tcb = super::object::SlotRef {
+            cnode: id,
+            index: slot as u32,
+        };
+        match self.k.slot(tcb).cap {
+            super::cap::Cap::Tcb { id } => id,
+            other => panic!("slot {slot} holds {other:?}"),
+        }
     }
 
     /// Asserts the kernel's invariants.
@@ -143,6 +250,11 @@ impl World {
         if let Err(e) = self.k.check_cspace_invariants() {
             panic!("invariant broken: {e}");
         }
+        assert_eq!(
+            self.k.sched.action,
+            super::sched::Action::ResumeCurrent,
+            "between kernel entries the scheduler has decided"
+        );
         for (id, t) in self.k.tcbs.iter() {
             assert_eq!(
                 t.queued,

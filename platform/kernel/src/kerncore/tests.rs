@@ -73,7 +73,7 @@ fn call_and_reply_recv_carry_label_badge_and_registers() {
     assert_eq!(
         w.k.sched.current,
         Some(s),
-        "the fastpath switched to the server"
+        "the call switched to the server"
     );
     let r = w.regs(s);
     assert_eq!(r[0], BADGE);
@@ -481,7 +481,7 @@ mod random_syscalls {
     #[derive(Clone, Debug)]
     enum Step {
         Sys {
-            client: bool,
+            who: usize,
             number: i64,
             cptr: u64,
             label: u64,
@@ -491,13 +491,13 @@ mod random_syscalls {
         },
         Timer,
         Fault {
-            client: bool,
+            who: usize,
             addr: u64,
         },
         /// Another thread resumes this one (TCB_Resume): blocked threads
         /// come back, so sequences do not stall.
         Resume {
-            client: bool,
+            who: usize,
         },
     }
 
@@ -515,7 +515,47 @@ mod random_syscalls {
         ]
     }
 
+    /// A well-formed IPC step: a client calls the server's endpoint, or
+    /// the server waits or replies and waits on it, with a register-only
+    /// message (what the fastpaths take, when the other side is ready).
+    fn ipc_step() -> impl Strategy<Value = Step> {
+        let server = (
+            prop_oneof![
+                3 => Just(Syscall::ReplyRecv.number()),
+                1 => Just(Syscall::Recv.number())
+            ],
+            0u64..40,
+            0usize..=4,
+            any::<[u64; 4]>(),
+        )
+            .prop_map(|(number, label, length, mrs)| Step::Sys {
+                who: 0,
+                number,
+                cptr: EP,
+                label,
+                length,
+                extra: 0,
+                mrs,
+            });
+        let client = (1usize..THREADS, 0u64..40, 0usize..=4, any::<[u64; 4]>()).prop_map(
+            |(who, label, length, mrs)| Step::Sys {
+                who,
+                number: Syscall::Call.number(),
+                cptr: EP,
+                label,
+                length,
+                extra: 0,
+                mrs,
+            },
+        );
+        prop_oneof![server, client]
+    }
+
     fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![3 => any_step(), 2 => ipc_step()]
+    }
+
+    fn any_step() -> impl Strategy<Value = Step> {
         let cptr = prop_oneof![
             6 => Just(EP),
             1 => Just(1u64),
@@ -526,9 +566,9 @@ mod random_syscalls {
         ];
         let label = prop_oneof![0u64..40, any::<u64>()];
         prop_oneof![
-            8 => (any::<bool>(), number(), cptr, label, 0usize..7, prop_oneof![4 => Just(0usize), 1 => 0usize..3], any::<[u64; 4]>()).prop_map(
-                |(client, number, cptr, label, length, extra, mrs)| Step::Sys {
-                    client,
+            8 => (0usize..THREADS, number(), cptr, label, prop_oneof![3 => 0usize..=4, 1 => 0usize..7], prop_oneof![4 => Just(0usize), 1 => 0usize..3], any::<[u64; 4]>()).prop_map(
+                |(who, number, cptr, label, length, extra, mrs)| Step::Sys {
+                    who,
                     number,
                     cptr,
                     label,
@@ -538,8 +578,8 @@ mod random_syscalls {
                 }
             ),
             1 => Just(Step::Timer),
-            1 => (any::<bool>(), any::<u64>()).prop_map(|(client, addr)| Step::Fault { client, addr }),
-            2 => any::<bool>().prop_map(|client| Step::Resume { client }),
+            1 => (0usize..THREADS, any::<u64>()).prop_map(|(who, addr)| Step::Fault { who, addr }),
+            2 => (0usize..THREADS).prop_map(|who| Step::Resume { who }),
         ]
     }
 
@@ -549,37 +589,96 @@ mod random_syscalls {
         /// arguments, keeps the kernel's invariants and never panics.
         #[test]
         fn random_syscalls_keep_the_invariants(steps in proptest::collection::vec(step(), 1..60)) {
-            let mut w = World::new();
+            let mut w = World::with_clients(THREADS - 1);
             for s in steps {
                 apply(&mut w, s);
             }
         }
 
-        /// The fastpaths change nothing a thread can observe: the same
-        /// random sequence with and without them leaves both threads with
-        /// the same registers and states, and the same thread running.
+        /// Nothing but Untyped_Retype allocates kernel memory: any other
+        /// sequence of system calls, faults and ticks runs on what the
+        /// kernel holds (so no user action can exhaust the heap into a
+        /// panic). Steps that name an Untyped cap are left out.
         #[test]
-        fn the_fastpaths_are_invisible(steps in proptest::collection::vec(step(), 1..60)) {
-            let mut fast = World::new();
-            let mut slow = World::new();
+        fn random_syscalls_never_allocate(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut w = World::with_clients(THREADS - 1);
+            for s in steps {
+                if names_untyped(&w, &s) {
+                    continue;
+                }
+                let ((), n) = crate::testing_alloc::count(|| apply(&mut w, s.clone()));
+                prop_assert_eq!(n, 0, "{:?} allocated", s);
+            }
+        }
+    }
+
+    /// The fastpaths change nothing a thread can observe: the same random
+    /// sequence with and without them leaves every thread with the same
+    /// registers, state, own slots and queue links, the endpoints with the
+    /// same queues, and the same thread running. The sequences take the
+    /// fastpaths often (counted over all cases).
+    #[test]
+    fn the_fastpaths_are_invisible() {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(256));
+        let hits = core::cell::Cell::new(0);
+        let result = runner.run(&proptest::collection::vec(step(), 1..80), |steps| {
+            let mut fast = World::with_clients(THREADS - 1);
+            let mut slow = World::with_clients(THREADS - 1);
             slow.k.fastpath = false;
+            // Warm caches (as each thread's first general-path system call
+            // would), so that short sequences reach the fastpaths.
+            for w in [&mut fast, &mut slow] {
+                for t in w.threads.clone() {
+                    w.k.warm_fast_info(t);
+                }
+            }
             for s in steps {
                 apply(&mut fast, s.clone());
                 apply(&mut slow, s);
-                for (f, g) in [(fast.server, slow.server), (fast.client, slow.client)] {
+                for (&f, &g) in fast.threads.iter().zip(&slow.threads) {
                     let (a, b) = (fast.k.tcbs.get(f).unwrap(), slow.k.tcbs.get(g).unwrap());
                     prop_assert_eq!(a.state, b.state);
                     prop_assert_eq!(a.context, b.context);
+                    prop_assert_eq!(a.slots, b.slots);
+                    prop_assert_eq!(a.ipc_links, b.ipc_links);
                 }
                 prop_assert_eq!(fast.k.sched.current, slow.k.sched.current);
+                for (f, g) in fast.k.endpoints.iter().zip(slow.k.endpoints.iter()) {
+                    prop_assert_eq!((f.1.state, f.1.queue), (g.1.state, g.1.queue));
+                }
             }
+            prop_assert_eq!(slow.k.fastpath_hits, 0);
+            hits.set(hits.get() + fast.k.fastpath_hits);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
         }
+        assert!(
+            hits.get() >= 100,
+            "the random sequences took the fastpaths only {} times",
+            hits.get()
+        );
+    }
+
+    /// The threads of the random worlds: the server and two clients.
+    const THREADS: usize = 3;
+
+    /// Whether a step invokes an Untyped cap (which may allocate).
+    fn names_untyped(w: &World, s: &Step) -> bool {
+        let Step::Sys { who, cptr, .. } = *s else {
+            return false;
+        };
+        matches!(
+            w.k.lookup_cap(w.threads[who], cptr),
+            Ok((super::super::cap::Cap::Untyped { .. }, _))
+        )
     }
 
     fn apply(w: &mut World, s: Step) {
         match s {
             Step::Sys {
-                client,
+                who,
                 number,
                 cptr,
                 label,
@@ -587,7 +686,7 @@ mod random_syscalls {
                 extra,
                 mrs,
             } => {
-                let t = if client { w.client } else { w.server };
+                let t = w.threads[who];
                 if !w.k.tcbs.get(t).is_some_and(|t| t.state.is_runnable()) {
                     return;
                 }
@@ -603,8 +702,8 @@ mod random_syscalls {
                 w.k.handle_event(Event::Timer);
                 w.check();
             }
-            Step::Resume { client } => {
-                let t = if client { w.client } else { w.server };
+            Step::Resume { who } => {
+                let t = w.threads[who];
                 if w.k.tcbs.get(t).is_some_and(|t| !t.state.is_runnable()) {
                     // TCB_Suspend then TCB_Resume by another thread.
                     w.k.suspend(t);
@@ -615,8 +714,8 @@ mod random_syscalls {
                     w.check();
                 }
             }
-            Step::Fault { client, addr } => {
-                let t = if client { w.client } else { w.server };
+            Step::Fault { who, addr } => {
+                let t = w.threads[who];
                 if !w.k.tcbs.get(t).is_some_and(|t| t.state.is_runnable()) {
                     return;
                 }
@@ -634,4 +733,226 @@ mod random_syscalls {
             }
         }
     }
+}
+
+#[test]
+fn the_fastpaths_received_tag_is_the_general_paths() {
+    use proptest::prelude::*;
+    proptest!(|(label in any::<u64>(), unwrapped in 0u8..8, length in 0usize..=4)| {
+        let sent = MessageInfo::new(label, unwrapped, 0, length);
+        let general = MessageInfo::new(sent.label(), 0, 0, sent.length());
+        prop_assert_eq!(super::syscall::received_tag_for_tests(sent.word()), general.word());
+    });
+}
+
+#[test]
+fn the_fastpaths_are_taken_once_the_threads_are_warm() {
+    let mut w = World::new();
+    let (s, c) = (w.server, w.client);
+    let call = |w: &mut World| {
+        w.sys(
+            c,
+            Syscall::Call,
+            EP,
+            MessageInfo::new(1, 0, 0, 2),
+            [3, 4, 0, 0],
+        );
+    };
+    let reply_recv = |w: &mut World| {
+        w.sys(
+            s,
+            Syscall::ReplyRecv,
+            EP,
+            MessageInfo::new(2, 0, 0, 1),
+            [9, 0, 0, 0],
+        );
+    };
+    w.sys(s, Syscall::Recv, EP, MessageInfo::default(), [0; 4]);
+    // The first round trip warms the caches through the general path.
+    call(&mut w);
+    reply_recv(&mut w);
+    // From then on, each half is one fastpath, which leaves everything as
+    // the general path would have.
+    for _ in 0..3 {
+        w.make_current(c);
+        let t = w.k.tcbs.get_mut(c).unwrap();
+        t.context.x[..6].copy_from_slice(&[EP, MessageInfo::new(1, 0, 0, 2).word(), 3, 4, 0, 0]);
+        t.context.x[7] = Syscall::Call.number() as u64;
+        assert!(w.k.fastpath(c).is_some(), "Call took the fastpath");
+        w.check();
+        assert_eq!(w.k.sched.current, Some(s));
+        let r = w.regs(s);
+        assert_eq!(
+            (r[0], MessageInfo::from_word(r[1]), r[2], r[3]),
+            (BADGE, MessageInfo::new(1, 0, 0, 2), 3, 4)
+        );
+        let t = w.k.tcbs.get_mut(s).unwrap();
+        t.context.x[..3].copy_from_slice(&[EP, MessageInfo::new(2, 0, 0, 1).word(), 9]);
+        t.context.x[7] = Syscall::ReplyRecv.number() as u64;
+        assert!(w.k.fastpath(s).is_some(), "ReplyRecv took the fastpath");
+        w.check();
+        assert_eq!(w.k.sched.current, Some(c));
+        let r = w.regs(c);
+        assert_eq!(
+            (r[0], MessageInfo::from_word(r[1]), r[2]),
+            (0, MessageInfo::new(2, 0, 0, 1), 9)
+        );
+    }
+    // Deleting an endpoint cap makes the cached views stale: the general
+    // path again (a retype alone does not).
+    call(&mut w);
+    assert_eq!(w.retype(ObjectType::Endpoint, 0, 900, 1), None);
+    let delete = Invocation::CNodeDelete {
+        index: 900,
+        depth: 64,
+    };
+    assert_eq!(w.error(s, SLOT_CNODE, delete, &[]), None);
+    let t = w.k.tcbs.get_mut(s).unwrap();
+    t.context.x[..2].copy_from_slice(&[EP, MessageInfo::new(0, 0, 0, 0).word()]);
+    t.context.x[7] = Syscall::ReplyRecv.number() as u64;
+    assert!(w.k.fastpath(s).is_none(), "stale caches: the general path");
+}
+
+#[test]
+fn no_system_call_but_retype_allocates() {
+    use super::cap::Cap;
+    use crate::testing_alloc::count;
+    let mut w = World::new();
+    let s = w.server;
+    // What the checks need is made first: retype allocates, as it may.
+    let threads: alloc::vec::Vec<_> = (0..12).map(|i| w.spawn_thread(900 + i)).collect();
+    assert_eq!(w.retype(ObjectType::Notification, 0, 950, 1), None);
+    assert_eq!(w.retype(ObjectType::CNode, 4, 960, 2), None);
+    assert_eq!(w.retype(ObjectType::Endpoint, 0, 970, 1), None);
+    let cnode_op = |w: &mut World, cap, inv| w.error(s, cap, inv, &[SLOT_CNODE]);
+    let ((), allocations) = count(|| {
+        // Twelve senders queue on the endpoint; the server takes them in order.
+        for (i, &t) in threads.iter().enumerate() {
+            w.sys(
+                t,
+                Syscall::Send,
+                EP,
+                MessageInfo::new(1, 0, 0, 1),
+                [i as u64, 0, 0, 0],
+            );
+        }
+        for i in 0..threads.len() {
+            let r = w.sys(s, Syscall::Recv, EP, MessageInfo::default(), [0; 4]);
+            assert_eq!(r[2], i as u64, "senders in order");
+        }
+        // Twelve waiters on a notification; each signal wakes one.
+        for &t in &threads {
+            w.sys(t, Syscall::Recv, 950, MessageInfo::default(), [0; 4]);
+        }
+        for _ in &threads {
+            w.sys(s, Syscall::Send, 950, MessageInfo::default(), [0; 4]);
+        }
+        // Calls and replies, through both paths, with the server also
+        // queued as a receiver behind others.
+        w.sys(s, Syscall::Recv, EP, MessageInfo::default(), [0; 4]);
+        for _ in 0..3 {
+            for &t in &threads {
+                w.sys(
+                    t,
+                    Syscall::Call,
+                    EP,
+                    MessageInfo::new(2, 0, 0, 1),
+                    [t as u64, 0, 0, 0],
+                );
+                w.sys(
+                    s,
+                    Syscall::ReplyRecv,
+                    EP,
+                    MessageInfo::new(0, 0, 0, 0),
+                    [0; 4],
+                );
+            }
+        }
+        // A send wakes the server again.
+        w.sys(
+            threads[1],
+            Syscall::Send,
+            EP,
+            MessageInfo::default(),
+            [0; 4],
+        );
+        for _ in 0..25 {
+            w.k.handle_event(Event::Timer);
+            w.check();
+        }
+        // CNode operations: copies, badges, moves, revoke, and deletion of
+        // a CNode holding the last cap to another CNode, and of a thread.
+        let mint = |badge| Invocation::CNodeMint {
+            dest_index: 980 + badge,
+            dest_depth: 64,
+            src_index: 970,
+            src_depth: 64,
+            rights: CapRights::ALL.word(),
+            badge,
+        };
+        for b in 1..5 {
+            assert_eq!(cnode_op(&mut w, SLOT_CNODE, mint(b)), None);
+        }
+        let revoke = Invocation::CNodeRevoke {
+            index: 970,
+            depth: 64,
+        };
+        assert_eq!(cnode_op(&mut w, SLOT_CNODE, revoke), None);
+        let copy = Invocation::CNodeCopy {
+            dest_index: 3,
+            dest_depth: 4,
+            src_index: 961,
+            src_depth: 64,
+            rights: CapRights::ALL.word(),
+        };
+        assert_eq!(cnode_op(&mut w, 960, copy), None);
+        let cnodes = w.k.cnodes.len();
+        for slot in [961, 960, 900, 970] {
+            let delete = Invocation::CNodeDelete {
+                index: slot,
+                depth: 64,
+            };
+            assert_eq!(cnode_op(&mut w, SLOT_CNODE, delete), None);
+        }
+        assert_eq!(w.k.cnodes.len(), cnodes - 2, "both CNodes destroyed");
+        assert!(w.k.tcbs.get(threads[0]).is_none(), "the thread destroyed");
+        // Faults with a handler (the endpoint) and without one.
+        for &t in &threads[1..4] {
+            w.make_current(t);
+            w.k.handle_event(Event::Fault(Fault::VmFault(VmFault {
+                ip: 0,
+                addr: 0x1000,
+                instruction: false,
+                fsr: abi::fault::fsc_translation(3),
+            })));
+            w.check();
+        }
+        assert!(matches!(
+            w.k.slot(super::object::SlotRef {
+                cnode: root_cnode(&w),
+                index: 950
+            })
+            .cap,
+            Cap::Notification { .. }
+        ));
+    });
+    assert_eq!(allocations, 0, "system calls other than retype allocated");
+    // The count is real: a retype allocates.
+    let (e, allocations) = count(|| w.retype(ObjectType::Endpoint, 0, 990, 1));
+    assert_eq!(e, None);
+    assert!(allocations > 0, "retype allocates the endpoint's block");
+}
+
+/// The server's CSpace root CNode.
+fn root_cnode(w: &World) -> super::cap::ObjId {
+    let root =
+        w.k.slot(super::object::SlotRef::tcb(
+            w.server,
+            super::object::tcb_slot::CSPACE,
+        ))
+        .cap;
+    let super::cap::Cap::CNode { id, .. } = root else {
+        panic!("the server has a CNode")
+    };
+    id
 }

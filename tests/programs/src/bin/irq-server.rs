@@ -10,8 +10,9 @@ mod program {
     use qemu_test_programs::{DEPTH, Objects, Tester};
     use rt::invoke;
 
-    /// The PL031's interrupt on QEMU `virt` (SPI 2).
-    const RTC_IRQ: Word = 34;
+    /// The PL031's interrupt on QEMU `virt` (SPI 2): what the boot info
+    /// must report.
+    const VIRT_RTC_IRQ: Word = 34;
     /// Where we map its registers.
     const RTC: Word = 0x2000_0000;
     /// RTCDR: the current time in seconds.
@@ -55,6 +56,17 @@ mod program {
             t.check("the boot info lists the RTC's device Untyped", false);
             t.finish();
         };
+        // The boot info names the RTC's interrupt: an IrqControl
+        // descriptor with the device's name.
+        let rtc_irq = info
+            .caps()
+            .find(|d| d.kind == CapKind::IrqControl && d.name() == "rtc");
+        t.eq(
+            "irq: the boot info reports the RTC's interrupt and the IRQ control slot",
+            rtc_irq.map(|d| (d.slot, d.value)),
+            Some((SLOT_IRQ_CONTROL, VIRT_RTC_IRQ)),
+        );
+        let irq = rtc_irq.map_or(VIRT_RTC_IRQ, |d| d.value);
         let untyped = CPtr(rtc.slot);
         let frame = o.slot();
         t.eq(
@@ -99,13 +111,13 @@ mod program {
         let control = CPtr(SLOT_IRQ_CONTROL);
         t.eq(
             "irq: a handler for the RTC's interrupt",
-            invoke::irq_control_get(control, RTC_IRQ, CPtr(SLOT_CNODE), handler.0, DEPTH),
+            invoke::irq_control_get(control, irq, CPtr(SLOT_CNODE), handler.0, DEPTH),
             Ok(()),
         );
         let again = o.slot();
         t.eq(
             "irq: a second handler for it is RevokeFirst",
-            invoke::irq_control_get(control, RTC_IRQ, CPtr(SLOT_CNODE), again.0, DEPTH),
+            invoke::irq_control_get(control, irq, CPtr(SLOT_CNODE), again.0, DEPTH),
             Err(ErrorReply::RevokeFirst),
         );
         t.eq(
@@ -158,7 +170,7 @@ mod program {
         );
         t.eq(
             "irq: which can be issued again",
-            invoke::irq_control_get(control, RTC_IRQ, CPtr(SLOT_CNODE), again.0, DEPTH),
+            invoke::irq_control_get(control, irq, CPtr(SLOT_CNODE), again.0, DEPTH),
             Ok(()),
         );
         t.finish();
