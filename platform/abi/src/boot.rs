@@ -128,6 +128,12 @@ pub struct BootInfo {
     pub ipc_buffer: Word,
     /// The process's index in the boot manifest.
     pub process_index: Word,
+    /// Where the process's configuration blob is mapped (read-only), 0 if
+    /// it has none: bytes the boot manifest gives the process, which only
+    /// the process interprets (the MM server's clients and their grants).
+    pub config_addr: Word,
+    /// The blob's length in bytes.
+    pub config_len: Word,
     descriptors: [Option<CapDescriptor>; MAX_DESCRIPTORS],
     count: usize,
 }
@@ -151,6 +157,8 @@ impl BootInfo {
             first_free_slot: FIRST_GRANTED_SLOT,
             ipc_buffer,
             process_index,
+            config_addr: 0,
+            config_len: 0,
             descriptors: [None; MAX_DESCRIPTORS],
             count: 0,
         }
@@ -172,6 +180,11 @@ impl BootInfo {
         self.descriptors[..self.count].iter().flatten()
     }
 
+    /// The configuration blob's address and length, if the process has one.
+    pub fn config(&self) -> Option<(Word, Word)> {
+        (self.config_addr != 0).then_some((self.config_addr, self.config_len))
+    }
+
     /// The first capability with this name.
     pub fn find(&self, name: &str) -> Option<&CapDescriptor> {
         self.caps().find(|d| d.name() == name)
@@ -186,6 +199,8 @@ impl BootInfo {
         out[3] = self.ipc_buffer;
         out[4] = self.process_index;
         out[5] = self.count as Word;
+        out[6] = self.config_addr;
+        out[7] = self.config_len;
         for (i, d) in self.caps().enumerate() {
             let at = HEADER_WORDS + i * DESCRIPTOR_WORDS;
             out[at] = d.slot;
@@ -221,6 +236,8 @@ impl BootInfo {
             })?;
         }
         info.first_free_slot = words[2];
+        info.config_addr = words[6];
+        info.config_len = words[7];
         Ok(info)
     }
 }
@@ -232,6 +249,9 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         let mut info = BootInfo::new(12, 0x7000_0000, 2);
+        assert_eq!(info.config(), None);
+        info.config_addr = 0x7fff_0100_0000;
+        info.config_len = 123;
         info.push(CapDescriptor {
             slot: 16,
             kind: CapKind::Endpoint,
@@ -255,6 +275,7 @@ mod tests {
         assert_eq!(back.find("mm").unwrap().value, 7);
         assert_eq!(back.find("ram").unwrap().size_bits, 27);
         assert_eq!(back.first_free_slot, 18);
+        assert_eq!(back.config(), Some((0x7fff_0100_0000, 123)));
         assert!(back.find("blk").is_none());
     }
 

@@ -53,6 +53,7 @@ pub enum Label {
     AsidPoolAssign = 44,
     VSpaceMapFrames = 0x100,
     VSpaceUnmapFrames = 0x101,
+    CNodeCopyRun = 0x102,
 }
 
 impl Label {
@@ -91,6 +92,7 @@ impl Label {
             44 => AsidPoolAssign,
             0x100 => VSpaceMapFrames,
             0x101 => VSpaceUnmapFrames,
+            0x102 => CNodeCopyRun,
             _ => return None,
         })
     }
@@ -391,6 +393,40 @@ pub enum Invocation {
         /// Attributes.
         attr: Word,
     },
+    /// **Extension** `CNode_CopyRun(dest_index, dest_depth, src_root (extra
+    /// 0), src_index, src_depth, count, rights)`, invoked on a CNode: copy the
+    /// caps at `count` consecutive source CPtrs `src_index + i` (each found
+    /// from `src_root` at `src_depth`, as `CNode_Copy` finds its source) into
+    /// `count` consecutive empty slots, the first found at (`dest_index`,
+    /// `dest_depth`) from the invoked CNode and the others following it in
+    /// the same CNode, each with `rights` masked: `count` `CNode_Copy`s in
+    /// one invocation. Either every cap is copied or, on any error, none is:
+    /// the reply's MR0 is then the index `i` of the pair at fault, or
+    /// `Word::MAX` when the error concerns the run as a whole, and the
+    /// error's usual details follow in MR1... (as `VSpace_MapFrames`
+    /// reports). Whole-run errors, in this order: RangeError 1..=1024
+    /// (`count`), the destination's lookup failure (FailedLookup, source
+    /// false; RangeError 1..=64 for a bad depth), RangeError 1..=room (the
+    /// run passes the end of the destination CNode: `room` slots are left).
+    /// Then per pair, in `CNode_Copy`'s order: DeleteFirst (the destination
+    /// slot is occupied), the source's lookup failure (FailedLookup, source
+    /// true), FailedLookup MissingCapability (the source is empty),
+    /// RevokeFirst (an Untyped with children), IllegalOperation (a cap that
+    /// cannot be copied).
+    CNodeCopyRun {
+        /// Index of the first destination slot.
+        dest_index: Word,
+        /// Its depth.
+        dest_depth: Word,
+        /// Index of the first source slot (from the extra cap's CNode).
+        src_index: Word,
+        /// Its depth.
+        src_depth: Word,
+        /// How many caps (1..=[`MAX_COPY_RUN`]).
+        count: Word,
+        /// Rights mask.
+        rights: Word,
+    },
     /// **Extension** `VSpace_UnmapFrames(first_frame, count)`: unmap the
     /// frames whose caps are in `count` consecutive CPtrs; unmapped ones are
     /// skipped. Errors only on an invalid cap, changing nothing.
@@ -404,6 +440,8 @@ pub enum Invocation {
 
 /// The most frames one batched map or unmap covers.
 pub const MAX_BATCH_FRAMES: Word = 1024;
+/// The most caps one `CNode_CopyRun` copies.
+pub const MAX_COPY_RUN: Word = 1024;
 
 impl Invocation {
     /// Decodes an invocation from its label, message registers (`mrs` holds
@@ -535,6 +573,14 @@ impl Invocation {
                 first_frame: m(0),
                 count: m(1),
             },
+            Label::CNodeCopyRun => I::CNodeCopyRun {
+                dest_index: m(0),
+                dest_depth: m(1),
+                src_index: m(2),
+                src_depth: m(3),
+                count: m(4),
+                rights: m(5),
+            },
         })
     }
 
@@ -573,6 +619,7 @@ impl Invocation {
             I::AsidPoolAssign => Label::AsidPoolAssign,
             I::VSpaceMapFrames { .. } => Label::VSpaceMapFrames,
             I::VSpaceUnmapFrames { .. } => Label::VSpaceUnmapFrames,
+            I::CNodeCopyRun { .. } => Label::CNodeCopyRun,
         }
     }
 
@@ -599,7 +646,8 @@ impl Invocation {
             | L::CNodeMint
             | L::CNodeMove
             | L::CNodeMutate
-            | L::CNodeSaveCaller => Target::CNode,
+            | L::CNodeSaveCaller
+            | L::CNodeCopyRun => Target::CNode,
             L::IrqIssueIrqHandler => Target::IrqControl,
             L::IrqAckIrq | L::IrqSetIrqHandler | L::IrqClearIrqHandler => Target::IrqHandler,
             L::PageTableMap | L::PageTableUnmap => Target::PageTable,
@@ -702,6 +750,14 @@ impl Invocation {
                 attr,
             } => [first_frame, count, vaddr, rights, attr, 0],
             I::VSpaceUnmapFrames { first_frame, count } => [first_frame, count, 0, 0, 0, 0],
+            I::CNodeCopyRun {
+                dest_index,
+                dest_depth,
+                src_index,
+                src_depth,
+                count,
+                rights,
+            } => [dest_index, dest_depth, src_index, src_depth, count, rights],
             I::TcbSuspend
             | I::TcbResume
             | I::TcbBindNotification
@@ -748,6 +804,7 @@ const fn label_arity(label: Label) -> (usize, usize) {
         L::AsidPoolAssign => (0, 1),
         L::VSpaceMapFrames => (5, 0),
         L::VSpaceUnmapFrames => (2, 0),
+        L::CNodeCopyRun => (6, 1),
     }
 }
 

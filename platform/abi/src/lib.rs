@@ -18,8 +18,9 @@
 //! - [`boot`]: what a process finds at start: its capabilities and memory.
 //!
 //! Where we go beyond seL4 it is marked **extension**: a batched map and
-//! unmap of a run of frames in one invocation, a Normal non-cacheable memory
-//! attribute, and a debug halt that carries an exit status.
+//! unmap of a run of frames in one invocation, a batched copy of a run of
+//! caps (`CNode_CopyRun`), a Normal non-cacheable memory attribute, and a
+//! debug halt that carries an exit status.
 #![no_std]
 #![forbid(unsafe_code)]
 

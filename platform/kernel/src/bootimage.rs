@@ -18,15 +18,23 @@
 //!       20 u32 its length
 //!       24 u8 role (0 client, 1 server), u8 priority, u8 CNode radix,
 //!          u8 stack size in pages
-//!       28 u32 reserved (0)
+//!       28 u32 length of its configuration blob (0: none)
 //!       32 u64 badge of the client's endpoint cap to the server
-//!       40 u64 reserved (0)
-//! ...  the ELF images, each 8-byte aligned
+//!       40 u32 offset of its configuration blob from the archive start
+//!       44 u32 reserved (0)
+//! ...  the ELF images and configuration blobs, each 8-byte aligned
 //! ```
+//!
+//! A configuration blob is opaque to the kernel: the loader maps it
+//! read-only into its process and says where in the boot info
+//! (`BootInfo::config`); the process alone interprets it (the MM server
+//! reads its clients, quotas and grants from it). At most
+//! [`MAX_CONFIG_LEN`] bytes.
 //!
 //! Roles: the *server* (the MM server; at most one) gets Untyped caps for
 //! all free RAM, device Untypeds for the MMIO regions, the IRQ control, the
-//! ASID pool, the original endpoint, and each client's TCB, CNode and
+//! ASID pool, the original endpoint (named `mm`, as the clients' caps to
+//! it are), and each client's TCB, CNode and
 //! VSpace; a *client* gets a cap to that endpoint with its badge, which is
 //! also its fault endpoint.
 
@@ -40,6 +48,8 @@ const HEADER: usize = 16;
 const ENTRY: usize = 48;
 /// Longest process name.
 pub const NAME_LEN: usize = 16;
+/// Longest configuration blob.
+pub const MAX_CONFIG_LEN: usize = 1 << 20;
 
 /// A process's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +77,8 @@ pub struct Process<'a> {
     pub stack_pages: u8,
     /// For a client: the badge of its endpoint cap to the server.
     pub badge: u64,
+    /// Its configuration blob (empty: none).
+    pub config: &'a [u8],
 }
 
 /// Why an archive cannot be read or written.
@@ -140,6 +152,12 @@ impl<'a> Archive<'a> {
         if !(4..=20).contains(&cnode_radix) {
             return None;
         }
+        let config_len = u32_at(b, at + 28)? as usize;
+        let config_offset = u32_at(b, at + 40)? as usize;
+        if config_len > MAX_CONFIG_LEN {
+            return None;
+        }
+        let config = b.get(config_offset..config_offset.checked_add(config_len)?)?;
         Some(Process {
             name,
             elf,
@@ -148,6 +166,7 @@ impl<'a> Archive<'a> {
             cnode_radix,
             stack_pages: *b.get(at + 27)?,
             badge: u64_at(b, at + 32)?,
+            config,
         })
     }
 
@@ -175,6 +194,7 @@ pub fn encode(processes: &[Process<'_>]) -> Result<alloc::vec::Vec<u8>, ArchiveE
             .iter()
             .any(|p| p.name.len() > NAME_LEN || p.name.is_empty())
         || processes.iter().any(|p| !(4..=20).contains(&p.cnode_radix))
+        || processes.iter().any(|p| p.config.len() > MAX_CONFIG_LEN)
     {
         return Err(ArchiveError::Invalid);
     }
@@ -199,6 +219,15 @@ pub fn encode(processes: &[Process<'_>]) -> Result<alloc::vec::Vec<u8>, ArchiveE
         out[at + 26] = p.cnode_radix;
         out[at + 27] = p.stack_pages;
         out[at + 32..at + 40].copy_from_slice(&p.badge.to_le_bytes());
+        if !p.config.is_empty() {
+            while !out.len().is_multiple_of(8) {
+                out.push(0);
+            }
+            let config_offset = out.len();
+            out.extend_from_slice(p.config);
+            out[at + 28..at + 32].copy_from_slice(&(p.config.len() as u32).to_le_bytes());
+            out[at + 40..at + 44].copy_from_slice(&(config_offset as u32).to_le_bytes());
+        }
     }
     let total = out.len() as u32;
     out[8..12].copy_from_slice(&total.to_le_bytes());
@@ -218,13 +247,17 @@ mod tests {
             cnode_radix: 12,
             stack_pages: 16,
             badge: 7,
+            config: &[],
         }
     }
 
     #[test]
     fn round_trips() {
         let ps = [
-            proc("server", b"ELFA", Role::Server),
+            Process {
+                config: b"clients 2\n",
+                ..proc("server", b"ELFA", Role::Server)
+            },
             proc("client", b"ELFBB", Role::Client),
         ];
         let blob = encode(&ps).unwrap();

@@ -19,8 +19,10 @@
 //!
 //! Virtual layout of a process: its ELF segments where they are linked, the
 //! stack below [`STACK_TOP`] with an unmapped guard page under it, the IPC
-//! buffer at [`IPC_BUFFER_VADDR`] and the boot info (read-only) at
-//! [`BOOT_INFO_VADDR`], whose address the process finds in `x0`.
+//! buffer at [`IPC_BUFFER_VADDR`], the boot info (read-only) at
+//! [`BOOT_INFO_VADDR`], whose address the process finds in `x0`, and its
+//! configuration blob, if the manifest gives it one (read-only, opaque to
+//! the kernel) at [`CONFIG_VADDR`], named in the boot info.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -49,6 +51,8 @@ pub const STACK_TOP: u64 = 0x7ffe_0000_0000;
 pub const IPC_BUFFER_VADDR: u64 = 0x7fff_0001_0000;
 /// Where the boot info is mapped (read-only, `BOOT_INFO_SIZE` bytes).
 pub const BOOT_INFO_VADDR: u64 = 0x7fff_0000_0000;
+/// Where a process's configuration blob is mapped (read-only).
+pub const CONFIG_VADDR: u64 = 0x7fff_0100_0000;
 const PAGE: u64 = 1 << PAGE_BITS;
 
 /// The most free ranges [`BootMemory`] tracks.
@@ -290,6 +294,11 @@ impl<M: Machine> Kernel<M> {
         if info_pages.windows(2).any(|w| w[1] != w[0] + PAGE) {
             return Err(err("boot info frames are not contiguous"));
         }
+        // The configuration blob, read-only.
+        for (i, chunk) in p.config.chunks(PAGE as usize).enumerate() {
+            let frame = self.boot_map_page(mem, asid, CONFIG_VADDR + i as u64 * PAGE, ro)?;
+            self.machine.write_bytes(frame, chunk);
+        }
 
         // Well-known caps.
         self.boot_cap(cnode, SLOT_TCB, Cap::Tcb { id: tcb });
@@ -376,13 +385,18 @@ impl<M: Machine> Kernel<M> {
         let n = p.name.len().min(16);
         t.name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
 
+        let mut info = BootInfo::new(radix, IPC_BUFFER_VADDR, index as Word);
+        if !p.config.is_empty() {
+            info.config_addr = CONFIG_VADDR;
+            info.config_len = p.config.len() as Word;
+        }
         Ok(Loaded {
             name: String::from(p.name),
             role: p.role,
             badge: p.badge,
             tcb,
             cnode,
-            info: BootInfo::new(radix, IPC_BUFFER_VADDR, index as Word),
+            info,
             info_paddr: info_pages[0],
         })
     }
@@ -480,7 +494,7 @@ impl<M: Machine> Kernel<M> {
             CapKind::Endpoint,
             0,
             0,
-            "ep",
+            "mm",
         )?;
         self.boot_cap(s_cnode, SLOT_IRQ_CONTROL, Cap::IrqControl);
         self.boot_cap(s_cnode, SLOT_ASID_POOL, Cap::AsidPool);

@@ -394,8 +394,8 @@ pub fn asid_pool_assign(pool: CPtr, vspace: CPtr) -> Result<(), ErrorReply> {
     invoke0(pool, Invocation::AsidPoolAssign, &[vspace])
 }
 
-/// A failed batched map or unmap: the frame at fault (its index in the run;
-/// `None` when no single frame is) and the error.
+/// A failed batched invocation (map, unmap, copy run): the element at fault
+/// (its index in the run; `None` when no single element is) and the error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchError {
     /// Index of the frame at fault.
@@ -404,13 +404,19 @@ pub struct BatchError {
     pub error: ErrorReply,
 }
 
-fn batch(vspace: CPtr, inv: Invocation) -> Result<(), BatchError> {
+fn batch(target: CPtr, inv: Invocation, caps: &[CPtr]) -> Result<(), BatchError> {
     let mut words = [0; 8];
-    let (label, n, _) = inv.encode(&mut words);
+    let (label, n, ncaps) = inv.encode(&mut words);
+    let ncaps = ncaps.min(caps.len());
     let mut mrs = [words[0], words[1], words[2], words[3]];
-    backend::with_ipc_buffer(|b| b.msg[..n].copy_from_slice(&words[..n]));
-    let info = MessageInfo::new(label.word(), 0, 0, n);
-    let (_, x1) = backend::syscall(Syscall::Call, vspace.0, info.word(), &mut mrs);
+    backend::with_ipc_buffer(|b| {
+        b.msg[..n].copy_from_slice(&words[..n]);
+        for (i, c) in caps.iter().take(ncaps).enumerate() {
+            b.caps_or_badges[i] = c.0;
+        }
+    });
+    let info = MessageInfo::new(label.word(), 0, ncaps, n);
+    let (_, x1) = backend::syscall(Syscall::Call, target.0, info.word(), &mut mrs);
     let reply = MessageInfo::from_word(x1);
     if reply.label() == 0 {
         return Ok(());
@@ -422,10 +428,11 @@ fn batch(vspace: CPtr, inv: Invocation) -> Result<(), BatchError> {
             *g = if i < 4 { mrs[i] } else { b.msg[i] };
         }
     });
-    // The batched invocation's own errors carry the index of the frame at
+    // The batched invocation's own errors carry the index of the element at
     // fault first, then the error's usual MRs. An error raised before the
-    // invocation runs (the invoked cap is null or not a VSpace) carries only
-    // the usual MRs — one fewer — and concerns no single frame.
+    // invocation runs (the invoked cap is null or of the wrong kind, a
+    // truncated message) carries only the usual MRs — one fewer — and
+    // concerns no single element.
     match ErrorReply::from_reply(reply.label(), &got[1.min(len)..len]) {
         Some(error) if len > 0 => Err(BatchError {
             frame: (got[0] != Word::MAX).then_some(got[0]),
@@ -459,6 +466,7 @@ pub fn vspace_map_frames(
             rights: rights.word(),
             attr,
         },
+        &[],
     )
 }
 
@@ -471,6 +479,38 @@ pub fn vspace_unmap_frames(vspace: CPtr, first_frame: CPtr, count: Word) -> Resu
             first_frame: first_frame.0,
             count,
         },
+        &[],
+    )
+}
+
+/// **Extension** CNode_CopyRun: copies the caps at the `count` consecutive
+/// CPtrs from `src_index` (found from `src_root` at `src_depth`) into
+/// `count` consecutive empty slots of one CNode, the first at
+/// (`dest_index`, `dest_depth`) from `cnode`, each with `rights` masked;
+/// all of them, or on any error none. The error's `frame` is the index of
+/// the pair at fault (`None`: the run as a whole).
+#[allow(clippy::too_many_arguments)]
+pub fn cnode_copy_run(
+    cnode: CPtr,
+    dest_index: Word,
+    dest_depth: Word,
+    src_root: CPtr,
+    src_index: Word,
+    src_depth: Word,
+    count: Word,
+    rights: CapRights,
+) -> Result<(), BatchError> {
+    batch(
+        cnode,
+        Invocation::CNodeCopyRun {
+            dest_index,
+            dest_depth,
+            src_index,
+            src_depth,
+            count,
+            rights: rights.word(),
+        },
+        &[src_root],
     )
 }
 

@@ -7,7 +7,7 @@
 //! changes nothing.
 
 use abi::error::LookupFailure;
-use abi::invocation::{Invocation, MAX_BATCH_FRAMES, Target, USER_CONTEXT_WORDS};
+use abi::invocation::{Invocation, MAX_BATCH_FRAMES, MAX_COPY_RUN, Target, USER_CONTEXT_WORDS};
 use abi::object::{self, ObjectType};
 use abi::vm::{EXECUTE_NEVER, USER_VADDR_END, USER_VADDR_MIN};
 use abi::{CapRights, ErrorReply, Word};
@@ -207,6 +207,18 @@ impl Kernel {
             | I::CNodeDelete { .. }
             | I::CNodeSaveCaller { .. }
             | I::CNodeCancelBadgedSends { .. } => self.cnode_op(me, cap, inv, extra),
+            I::CNodeCopyRun {
+                dest_index,
+                dest_depth,
+                src_index,
+                src_depth,
+                count,
+                rights,
+            } => self.cnode_copy_run(
+                cap,
+                extra[0].1,
+                [dest_index, dest_depth, src_index, src_depth, count, rights],
+            ),
             I::TcbConfigure { .. }
             | I::TcbSetSpace { .. }
             | I::TcbSetIpcBuffer { .. }
@@ -594,6 +606,68 @@ impl Kernel {
             }
             _ => Err(E::IllegalOperation.into()),
         }
+    }
+
+    /// **Extension** CNode_CopyRun: `count` CNode_Copys from consecutive
+    /// source CPtrs into consecutive slots of the destination's CNode, all
+    /// or nothing (every pair is checked, then every cap inserted).
+    fn cnode_copy_run(&mut self, cap: Cap, src_root: Cap, a: [Word; 6]) -> InvResult {
+        let [dest_index, dest_depth, src_index, src_depth, count, rights] = a;
+        let whole = |e: ErrorReply| InvErr {
+            frame: Some(Word::MAX),
+            error: e,
+        };
+        if !(1..=MAX_COPY_RUN).contains(&count) {
+            return Err(whole(E::RangeError {
+                min: 1,
+                max: MAX_COPY_RUN,
+            }));
+        }
+        let first = self
+            .lookup_for_op(false, cap, dest_index, dest_depth)
+            .map_err(whole)?;
+        let SlotRef::CNode(node, index) = first else {
+            return Err(whole(E::IllegalOperation));
+        };
+        let size = self.objs.cnode(node).map_or(0, |c| 1u64 << c.radix.min(63));
+        let room = size.saturating_sub(index as u64);
+        if count > room {
+            return Err(whole(E::RangeError { min: 1, max: room }));
+        }
+        let mask = CapRights::from_word(rights);
+        let mut plan = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let at = |e: ErrorReply| InvErr {
+                frame: Some(i),
+                error: e,
+            };
+            let dest = SlotRef::CNode(node, index + i as u32);
+            if !self.cap(dest).is_null() {
+                return Err(at(E::DeleteFirst));
+            }
+            let d = src_index.wrapping_add(i);
+            let src = self
+                .lookup_for_op(true, src_root, d, src_depth)
+                .map_err(at)?;
+            let src_cap = self.cap(src);
+            if src_cap.is_null() {
+                return Err(at(E::FailedLookup {
+                    source: true,
+                    failure: LookupFailure::MissingCapability {
+                        bits_left: src_depth as u8,
+                    },
+                }));
+            }
+            let c = self.derive(src, mask_rights(src_cap, mask)).map_err(at)?;
+            if c.is_null() {
+                return Err(at(E::IllegalOperation));
+            }
+            plan.push((src, c, dest));
+        }
+        for (src, c, dest) in plan {
+            self.derive_insert(src, c, dest);
+        }
+        Ok(Vec::new())
     }
 
     // ----- TCB -----

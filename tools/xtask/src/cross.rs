@@ -42,9 +42,3 @@ pub fn build(root: &Path, packages: &[&str]) -> Result<PathBuf> {
     }
     Ok(target_dir.join(TARGET).join("release"))
 }
-
-/// Builds the boot image QEMU loads: the kernel ELF.
-pub fn build_boot_image(root: &Path) -> Result<PathBuf> {
-    let dir = build(root, &["kernel"])?;
-    Ok(dir.join("kernel"))
-}

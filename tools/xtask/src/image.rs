@@ -6,12 +6,38 @@
 //! ```toml
 //! [[process]]
 //! name = "server"           # at most 16 bytes; names the process in its caps
-//! program = "ipc-server"    # a binary of tests/programs (package qemu-test-programs)
+//! program = "ipc-server"    # a binary of tests/programs (qemu-test-programs) or "mm-server"
 //! role = "server"           # "server" (at most one) or "client" (default)
 //! priority = 100            # 0..=255 (default 100)
 //! cnode_radix = 12          # log2 of its CNode's slots, 4..=20 (default 12)
 //! stack_pages = 16          # 4 KiB stack pages (default 16)
 //! badge = 1                 # a client's badge on the server endpoint (default: its index + 1)
+//! config = "..."            # an opaque configuration blob for the process (text)
+//! ```
+//!
+//! An image whose server is the MM server describes its policy in the
+//! manifest too, and the build writes it into the server's configuration
+//! blob as the text `mm_server::ServerConfig::parse` reads (the kernel
+//! maps the blob into the server and never looks inside):
+//!
+//! ```toml
+//! [mm]                      # the MM server's policy (all optional)
+//! supervisor = 0xffff       # the badge allowed to report a client's death
+//! self_check = true         # check every invariant after each message
+//! verbose = true            # report fatal faults and deaths
+//! zero_pool = [64, 256, 0]  # pre-zeroed frames per zone
+//! extra_caps = 4096         # slots for second mappings of frames
+//! page_table_chunks = 1     # 2 MiB chunks made page tables at start
+//! dma32_end = 0x100000000   # end of the DMA32 zone
+//!
+//! [[process]]
+//! name = "client"
+//! program = "demo-anon"
+//! [process.mm]              # required for every client when [mm] is present
+//! quota_pages = 4096        # the most frames it may hold
+//! grants = ["pages"]        # any of "pages", "dma", "user_access"
+//! devices = [[0x0900_0000, 0x1000]]  # device ranges it may map: start, bytes
+//! window = [0x1000_0000, 0x7f80_0000_0000]  # optional: the managed part of its address space
 //! ```
 //!
 //! What each role gets is described in `kernel::bootimage`. The build
@@ -32,6 +58,32 @@ use crate::{Result, cross};
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     process: Vec<ProcessSpec>,
+    mm: Option<MmPolicy>,
+}
+
+/// The MM server's policy (`[mm]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MmPolicy {
+    supervisor: Option<u64>,
+    self_check: Option<bool>,
+    verbose: Option<bool>,
+    zero_pool: Option<[u32; 3]>,
+    extra_caps: Option<u64>,
+    page_table_chunks: Option<u64>,
+    dma32_end: Option<u64>,
+}
+
+/// A client's entry in the MM server's policy (`[process.mm]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MmClient {
+    quota_pages: u64,
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    devices: Vec<[u64; 2]>,
+    window: Option<[u64; 2]>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +100,8 @@ struct ProcessSpec {
     #[serde(default = "default_stack")]
     stack_pages: u8,
     badge: Option<u64>,
+    config: Option<String>,
+    mm: Option<MmClient>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -70,6 +124,8 @@ fn default_stack() -> u8 {
 
 /// The package of the test programs.
 pub const PROGRAMS_PACKAGE: &str = "qemu-test-programs";
+/// The package of the MM server (its binary `mm-server`).
+pub const MM_SERVER_PACKAGE: &str = "mm-server";
 
 /// Reads a manifest file.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
@@ -77,10 +133,80 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Builds the kernel and the test programs; returns the directory of the
-/// binaries (the kernel is `kernel` in it).
+/// Builds the kernel, the MM server and the test programs; returns the
+/// directory of the binaries (the kernel is `kernel` in it).
 pub fn build_all(root: &Path) -> Result<PathBuf> {
-    cross::build(root, &["kernel", PROGRAMS_PACKAGE])
+    cross::build(root, &["kernel", MM_SERVER_PACKAGE, PROGRAMS_PACKAGE])
+}
+
+/// The MM server's configuration text for a manifest with an `[mm]` table
+/// (the format `mm_server::ServerConfig::parse` reads), or `None`.
+pub fn mm_config(manifest: &Manifest) -> Result<Option<String>> {
+    use std::fmt::Write;
+    let Some(policy) = &manifest.mm else {
+        for p in &manifest.process {
+            if p.mm.is_some() {
+                return Err(format!(
+                    "process `{}` has an [process.mm] table but the manifest has no [mm]",
+                    p.name
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let mut t = String::from("mm-config 1\n");
+    let mut line = |s: String| {
+        t.push_str(&s);
+        t.push('\n');
+    };
+    if let Some(b) = policy.supervisor {
+        line(format!("supervisor {b:#x}"));
+    }
+    if let Some(v) = policy.self_check {
+        line(format!("self_check {}", u8::from(v)));
+    }
+    if let Some(v) = policy.verbose {
+        line(format!("verbose {}", u8::from(v)));
+    }
+    if let Some([a, b, c]) = policy.zero_pool {
+        line(format!("zero_pool {a} {b} {c}"));
+    }
+    if let Some(n) = policy.extra_caps {
+        line(format!("extra_caps {n}"));
+    }
+    if let Some(n) = policy.page_table_chunks {
+        line(format!("page_table_chunks {n}"));
+    }
+    if let Some(n) = policy.dma32_end {
+        line(format!("dma32_end {n:#x}"));
+    }
+    for (i, p) in manifest.process.iter().enumerate() {
+        if p.role == RoleSpec::Server {
+            continue;
+        }
+        let Some(c) = &p.mm else {
+            return Err(format!(
+                "client `{}` has no [process.mm] table (quota and grants for the MM server)",
+                p.name
+            ));
+        };
+        let badge = p.badge.unwrap_or(i as u64 + 1);
+        let mut text = format!("client {badge:#x} {i} {}", c.quota_pages);
+        for g in &c.grants {
+            if !["pages", "dma", "user_access"].contains(&g.as_str()) {
+                return Err(format!("client `{}`: unknown grant `{g}`", p.name));
+            }
+            let _ = write!(text, "\ngrant {g}");
+        }
+        for [start, len] in &c.devices {
+            let _ = write!(text, "\ndevice {start:#x} {len:#x}");
+        }
+        if let Some([lo, hi]) = c.window {
+            let _ = write!(text, "\nwindow {lo:#x} {hi:#x}");
+        }
+        line(text);
+    }
+    Ok(Some(t))
 }
 
 /// Makes the boot image of the test `name` from its manifest; `bin_dir`
@@ -100,12 +226,22 @@ pub fn make_image(root: &Path, bin_dir: &Path, name: &str, manifest: &Manifest) 
         let keep = elf.loaded_prefix_len();
         elves.push(bytes[..keep].to_vec());
     }
+    let mm = mm_config(manifest).map_err(|e| format!("{name}: {e}"))?;
+    let configs: Vec<Vec<u8>> = manifest
+        .process
+        .iter()
+        .map(|p| match (&p.config, p.role == RoleSpec::Server, &mm) {
+            (Some(text), _, _) => text.as_bytes().to_vec(),
+            (None, true, Some(mm)) => mm.as_bytes().to_vec(),
+            _ => Vec::new(),
+        })
+        .collect();
     let processes: Vec<Process<'_>> = manifest
         .process
         .iter()
-        .zip(&elves)
+        .zip(elves.iter().zip(&configs))
         .enumerate()
-        .map(|(i, (p, elf))| Process {
+        .map(|(i, (p, (elf, config)))| Process {
             name: &p.name,
             elf,
             role: match p.role {
@@ -116,6 +252,7 @@ pub fn make_image(root: &Path, bin_dir: &Path, name: &str, manifest: &Manifest) 
             cnode_radix: p.cnode_radix,
             stack_pages: p.stack_pages,
             badge: p.badge.unwrap_or(i as u64 + 1),
+            config,
         })
         .collect();
     let archive = bootimage::encode(&processes)
@@ -172,4 +309,64 @@ pub fn patch_section(elf: &mut [u8], section: &str, data: &[u8]) -> Result<()> {
         return Ok(());
     }
     Err(format!("kernel ELF: no {section} section"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mm_policy_becomes_the_servers_configuration_text() {
+        let m: Manifest = toml::from_str(
+            r#"
+            [mm]
+            supervisor = 0xffff
+            self_check = true
+            zero_pool = [1, 2, 3]
+
+            [[process]]
+            name = "mm"
+            program = "mm-server"
+            role = "server"
+
+            [[process]]
+            name = "a"
+            program = "demo"
+            badge = 0x101
+            [process.mm]
+            quota_pages = 4096
+            grants = ["pages", "user_access"]
+            devices = [[0x9000000, 0x1000]]
+
+            [[process]]
+            name = "b"
+            program = "demo"
+            [process.mm]
+            quota_pages = 10
+            window = [0x10000000, 0x20000000]
+            "#,
+        )
+        .unwrap();
+        let text = mm_config(&m).unwrap().unwrap();
+        assert_eq!(
+            text,
+            "mm-config 1\nsupervisor 0xffff\nself_check 1\nzero_pool 1 2 3\n\
+             client 0x101 1 4096\ngrant pages\ngrant user_access\ndevice 0x9000000 0x1000\n\
+             client 0x3 2 10\nwindow 0x10000000 0x20000000\n"
+        );
+    }
+
+    #[test]
+    fn a_client_without_a_policy_or_with_an_unknown_grant_is_refused() {
+        let m: Manifest =
+            toml::from_str("[mm]\n[[process]]\nname = \"a\"\nprogram = \"p\"\n").unwrap();
+        assert!(mm_config(&m).unwrap_err().contains("no [process.mm]"));
+        let m: Manifest = toml::from_str(
+            "[mm]\n[[process]]\nname = \"a\"\nprogram = \"p\"\n[process.mm]\nquota_pages = 1\ngrants = [\"root\"]\n",
+        )
+        .unwrap();
+        assert!(mm_config(&m).unwrap_err().contains("unknown grant"));
+        let m: Manifest = toml::from_str("[[process]]\nname = \"a\"\nprogram = \"p\"\n").unwrap();
+        assert_eq!(mm_config(&m).unwrap(), None);
+    }
 }

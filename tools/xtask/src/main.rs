@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! cargo xtask run [--cpu C] [--memory M] [--append ARGS] [--image TEST]
-//!                                                           build the boot image and boot it
-//! cargo xtask build                                         build the boot image only
+//!                                                           build a boot image (default: the
+//!                                                           demo, tests/qemu/demo) and boot it
+//! cargo xtask build                                         build the demo's boot image only
 //! cargo xtask test [--host | --qemu] [FILTER]               every test; ends with `N passed, M failed`
 //! cargo xtask qemu-test [--bless] [FILTER]                  the QEMU test images only
 //! cargo xtask bench [--host | --qemu] [FILTER]              benchmarks: target/bench/{results.json,REPORT.md}
@@ -37,8 +38,8 @@ fn workspace_root() -> PathBuf {
 
 const USAGE: &str = "usage: cargo xtask <run|build|test|qemu-test|bench|help> [options]
   run [--cpu C] [--memory M] [--append ARGS] [--image TEST]
-                                               build the boot image (with TEST's processes) and boot it
-  build                                        build the boot image
+                                               build the boot image of TEST (default: demo) and boot it
+  build                                        build the demo's boot image
   test [--host | --qemu] [FILTER]              host tests and QEMU test images; summary line
   qemu-test [--bless] [FILTER]                 QEMU test images only (--bless rewrites expected output)
   bench [--host | --qemu] [FILTER]             benchmarks; writes target/bench/results.json and REPORT.md";
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let outcome = match command.as_str() {
         "run" => cmd_run(&root, args),
-        "build" => cross::build_boot_image(&root).map(|p| {
+        "build" => build_image(&root, DEMO).map(|p| {
             println!("boot image: {}", p.display());
             true
         }),
@@ -78,6 +79,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// The test image `cargo xtask run` boots by default: the MM server and
+/// the demo's clients.
+const DEMO: &str = "demo";
+
+/// Builds the boot image of the QEMU test `name` (kernel, programs, archive).
+fn build_image(root: &std::path::Path, name: &str) -> Result<PathBuf> {
+    let tests = qemu_tests::discover(root)?;
+    let test = tests
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("no test image `{name}` in tests/qemu"))?;
+    let bin_dir = qemu_tests::build_for(root, &[test])?;
+    test.image(root, &bin_dir)
+}
+
 fn cmd_run(root: &std::path::Path, mut args: impl Iterator<Item = String>) -> Result<bool> {
     let mut config = qemu::Config::default();
     let mut image = None;
@@ -90,18 +106,7 @@ fn cmd_run(root: &std::path::Path, mut args: impl Iterator<Item = String>) -> Re
             other => return Err(format!("run: unknown option `{other}`\n{USAGE}")),
         }
     }
-    config.kernel = match image {
-        None => cross::build_boot_image(root)?,
-        Some(name) => {
-            let tests = qemu_tests::discover(root)?;
-            let test = tests
-                .iter()
-                .find(|t| t.name == name)
-                .ok_or_else(|| format!("run: no test image `{name}` in tests/qemu"))?;
-            let bin_dir = qemu_tests::build_for(root, &[test])?;
-            test.image(root, &bin_dir)?
-        }
-    };
+    config.kernel = build_image(root, image.as_deref().unwrap_or(DEMO))?;
     config.echo = true;
     config.interactive = true;
     println!(

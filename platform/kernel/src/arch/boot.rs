@@ -156,9 +156,11 @@ pub extern "C" fn kernel_main(dtb: u64, boot_counter: u64) -> ! {
     mem.reserve(dtb, info.dtb_size as u64);
     let image = mmu::image_range();
     mem.reserve(image.base, image.size);
-    // An eighth of RAM, as a power of two between 4 and 256 MiB.
+    // An eighth of RAM, as a power of two between 4 and 512 MiB: the slots
+    // of every CNode live here, and the MM server's CSpace holds two caps
+    // per frame of RAM (4 GiB of RAM needs about 300 MiB of slots).
     let target = (info.total_memory() / 8).max(4 << 20);
-    let heap_size = (1u64 << (63 - target.leading_zeros())).min(256 << 20);
+    let heap_size = (1u64 << (63 - target.leading_zeros())).min(512 << 20);
     let Some(heap_base) = mem.alloc(heap_size) else {
         panic!("no room for a {heap_size}-byte kernel heap");
     };

@@ -79,6 +79,8 @@ _start:
     // EOS: exception return synchronises the context (RES1 before
     // ARMv8.5); the fastpath's TTBR0 switch relies on it.
     orr     x10, x10, #(1 << 11)
+    // DZE: EL0 may zero memory with `dc zva` (the runtime's fast zeroing).
+    orr     x10, x10, #(1 << 14)
     bic     x10, x10, #(1 << 1)
     bic     x10, x10, #(1 << 19)
     msr     sctlr_el1, x10

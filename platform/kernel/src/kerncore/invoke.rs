@@ -9,7 +9,7 @@
 use abi::error::{ErrorReply, LookupFailure};
 use abi::invocation::{
     CONTEXT_PC, CONTEXT_SP, CONTEXT_SPSR, CONTEXT_TPIDR, CONTEXT_X0, Invocation, MAX_BATCH_FRAMES,
-    Target, USER_CONTEXT_WORDS,
+    MAX_COPY_RUN, Target, USER_CONTEXT_WORDS,
 };
 use abi::ipc_buffer::IPC_BUFFER_ALIGN_BITS;
 use abi::object::{MAX_RETYPE_COUNT, MAX_UNTYPED_BITS, MIN_UNTYPED_BITS, ObjectType, SLOT_BITS};
@@ -151,6 +151,18 @@ impl<M: Machine> Kernel<M> {
             | I::CNodeDelete { .. }
             | I::CNodeSaveCaller { .. }
             | I::CNodeCancelBadgedSends { .. } => self.cnode_invocation(cur, cap, inv, &extra),
+            I::CNodeCopyRun {
+                dest_index,
+                dest_depth,
+                src_index,
+                src_depth,
+                count,
+                rights,
+            } => self.cnode_copy_run(
+                cap,
+                &extra,
+                [dest_index, dest_depth, src_index, src_depth, count, rights],
+            ),
             I::TcbReadRegisters { .. }
             | I::TcbWriteRegisters { .. }
             | I::TcbConfigure { .. }
@@ -611,6 +623,63 @@ impl<M: Machine> Kernel<M> {
                 }
             }
             _ => return Err(ErrorReply::IllegalOperation.into()),
+        }
+        Ok(Reply::EMPTY)
+    }
+
+    /// **Extension** `CNode_CopyRun`: `count` `CNode_Copy`s from consecutive
+    /// source CPtrs into consecutive slots of one CNode, all or nothing.
+    ///
+    /// The destination slots are the one found at (`dest_index`,
+    /// `dest_depth`) and those following it in its CNode, so they are
+    /// distinct by construction. Two passes and no allocation, as in
+    /// `map_frames`: every pair is checked, then every cap inserted. The
+    /// checks of one pair do not depend on the copies of the others (the
+    /// destinations are distinct empty slots, and a copy changes no cap a
+    /// later pair derives from in a way its checks see), so the second pass
+    /// repeats the first one's results.
+    fn cnode_copy_run(&mut self, cap: Cap, extra: &Extra, args: [Word; 6]) -> InvocationResult {
+        let [dest_index, dest_depth, src_index, src_depth, count, rights] = args;
+        if !(1..=MAX_COPY_RUN).contains(&count) {
+            return Err(Self::whole(ErrorReply::RangeError {
+                min: 1,
+                max: MAX_COPY_RUN,
+            }));
+        }
+        let first = self
+            .lookup_slot_for_cnode_op(false, cap, dest_index, dest_depth)
+            .map_err(Self::whole)?;
+        let size = self
+            .cnodes
+            .get(first.cnode)
+            .map_or(0, |c| c.slots.len() as Word);
+        let room = size.saturating_sub(first.index as Word);
+        if count > room {
+            return Err(Self::whole(ErrorReply::RangeError { min: 1, max: room }));
+        }
+        let mask = CapRights::from_word(rights);
+        for pass in 0..2 {
+            for i in 0..count {
+                let at = |error| Failure {
+                    error,
+                    batch_index: Some(i),
+                };
+                let dest = SlotRef {
+                    cnode: first.cnode,
+                    index: first.index + i as u32,
+                };
+                let src = self
+                    .source_slot(dest, extra, src_index.wrapping_add(i), src_depth)
+                    .map_err(at)?;
+                let new = self.slot(src).cap.mask_rights(mask);
+                let derived = self.derive_cap(src, new).map_err(at)?;
+                if derived.is_null() {
+                    return Err(at(ErrorReply::IllegalOperation));
+                }
+                if pass == 1 {
+                    self.cte_insert(derived, src, dest);
+                }
+            }
         }
         Ok(Reply::EMPTY)
     }

@@ -124,6 +124,7 @@ impl World {
             cnode_radix: 10,
             stack_pages: 1,
             badge: 0,
+            config: b"configuration of the server",
         }];
         for (i, name) in NAMES.iter().enumerate().take(clients) {
             procs.push(Process {
@@ -134,6 +135,7 @@ impl World {
                 cnode_radix: 8,
                 stack_pages: 1,
                 badge: BADGE + i as u64,
+                config: &[],
             });
         }
         let blob = encode(&procs).unwrap();

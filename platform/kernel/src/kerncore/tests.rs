@@ -956,3 +956,195 @@ fn root_cnode(w: &World) -> super::cap::ObjId {
     };
     id
 }
+
+/// `CNode_CopyRun` as the server's CSpace code uses it: a result decoded
+/// the way `rt::invoke` decodes batched errors (MR0 the index at fault).
+fn copy_run(
+    w: &mut World,
+    dest: u64,
+    src: u64,
+    count: u64,
+    rights: CapRights,
+) -> Result<(), (u64, ErrorReply)> {
+    let s = w.server;
+    let (label, mrs) = w.invoke(
+        s,
+        SLOT_CNODE,
+        Invocation::CNodeCopyRun {
+            dest_index: dest,
+            dest_depth: 64,
+            src_index: src,
+            src_depth: 64,
+            count,
+            rights: rights.word(),
+        },
+        &[SLOT_CNODE],
+    );
+    if label == 0 {
+        return Ok(());
+    }
+    let e = ErrorReply::from_reply(label, &mrs[1..]).expect("a batched error reply");
+    Err((mrs[0], e))
+}
+
+/// What the server's slot holds (None: empty).
+fn slot_cap(w: &World, index: u64) -> Option<super::cap::Cap> {
+    let cnode = root_cnode(w);
+    let cap =
+        w.k.slot(super::object::SlotRef {
+            cnode,
+            index: index as u32,
+        })
+        .cap;
+    (!cap.is_null()).then_some(cap)
+}
+
+#[test]
+fn copy_run_copies_every_cap_or_none() {
+    let mut w = World::new();
+    let src = 200;
+    assert_eq!(retype(&mut w, ObjectType::SmallPage, 0, src, 8), None);
+    // Success: eight copies, rights masked, unmapped, each a child of its source.
+    assert_eq!(copy_run(&mut w, 300, src, 8, CapRights::READ), Ok(()));
+    for i in 0..8 {
+        match (slot_cap(&w, 300 + i), slot_cap(&w, src + i)) {
+            (
+                Some(super::cap::Cap::Frame { paddr, rights, .. }),
+                Some(super::cap::Cap::Frame { paddr: p, .. }),
+            ) => {
+                assert_eq!(paddr, p);
+                assert_eq!(rights, CapRights::READ);
+            }
+            other => panic!("slot {}: {other:?}", 300 + i),
+        }
+    }
+    // An occupied destination: the index at fault, nothing copied.
+    assert_eq!(retype(&mut w, ObjectType::SmallPage, 0, 403, 1), None);
+    assert_eq!(
+        copy_run(&mut w, 400, src, 8, CapRights::ALL),
+        Err((3, ErrorReply::DeleteFirst))
+    );
+    for i in [0, 1, 2, 4, 5, 6, 7] {
+        assert_eq!(slot_cap(&w, 400 + i), None, "slot {}", 400 + i);
+    }
+    // An empty source in the middle of the run.
+    assert_eq!(
+        copy_run(&mut w, 500, src + 4, 8, CapRights::ALL),
+        Err((
+            4,
+            ErrorReply::FailedLookup {
+                source: true,
+                failure: LookupFailure::MissingCapability { bits_left: 64 }
+            }
+        ))
+    );
+    assert!((500..508).all(|i| slot_cap(&w, i).is_none()));
+    // Count out of range: the run as a whole (MR0 = Word::MAX).
+    for count in [0, abi::invocation::MAX_COPY_RUN + 1] {
+        assert_eq!(
+            copy_run(&mut w, 500, src, count, CapRights::ALL),
+            Err((u64::MAX, ErrorReply::RangeError { min: 1, max: 1024 }))
+        );
+    }
+    // The run passes the end of the destination CNode (2^10 slots).
+    assert_eq!(
+        copy_run(&mut w, 1022, src, 4, CapRights::ALL),
+        Err((u64::MAX, ErrorReply::RangeError { min: 1, max: 2 }))
+    );
+    assert!(slot_cap(&w, 1022).is_none() && slot_cap(&w, 1023).is_none());
+    // A cap that cannot be copied: an Untyped with children.
+    let ut = first_untyped(&w);
+    let (label, mrs) = w.invoke(
+        w.server,
+        SLOT_CNODE,
+        Invocation::CNodeCopyRun {
+            dest_index: 600,
+            dest_depth: 64,
+            src_index: ut,
+            src_depth: 64,
+            count: 1,
+            rights: CapRights::ALL.word(),
+        },
+        &[SLOT_CNODE],
+    );
+    assert_eq!(
+        (mrs[0], ErrorReply::from_reply(label, &mrs[1..])),
+        (0, Some(ErrorReply::RevokeFirst))
+    );
+    assert!(slot_cap(&w, 600).is_none());
+    // A bad destination depth concerns the whole run.
+    let (label, mrs) = w.invoke(
+        w.server,
+        SLOT_CNODE,
+        Invocation::CNodeCopyRun {
+            dest_index: 600,
+            dest_depth: 0,
+            src_index: src,
+            src_depth: 64,
+            count: 1,
+            rights: CapRights::ALL.word(),
+        },
+        &[SLOT_CNODE],
+    );
+    assert_eq!(
+        (mrs[0], ErrorReply::from_reply(label, &mrs[1..])),
+        (u64::MAX, Some(ErrorReply::RangeError { min: 1, max: 64 }))
+    );
+    // The failed runs changed nothing: the same run now succeeds, and
+    // deleting the sources' copies leaves the sources.
+    assert_eq!(copy_run(&mut w, 400, src, 3, CapRights::ALL), Ok(()));
+    let s = w.server;
+    for i in 0..3 {
+        assert_eq!(
+            w.error(
+                s,
+                SLOT_CNODE,
+                Invocation::CNodeDelete {
+                    index: 400 + i,
+                    depth: 64
+                },
+                &[]
+            ),
+            None
+        );
+        assert!(slot_cap(&w, src + i).is_some());
+    }
+    // Revoking a source deletes its copy.
+    assert_eq!(
+        w.error(
+            s,
+            SLOT_CNODE,
+            Invocation::CNodeRevoke {
+                index: src + 5,
+                depth: 64
+            },
+            &[]
+        ),
+        None
+    );
+    assert!(slot_cap(&w, 305).is_none());
+}
+
+#[test]
+fn the_configuration_blob_is_mapped_read_only_and_named_in_the_boot_info() {
+    use crate::loader::{BOOT_INFO_VADDR, CONFIG_VADDR};
+    use crate::machine::Machine;
+    let mut w = World::new();
+    let (asid, _) = w.k.thread_asid(w.server).unwrap();
+    let t =
+        w.k.translate(asid, CONFIG_VADDR)
+            .expect("the blob is mapped");
+    assert!(!t.descriptor.attrs().writable, "read-only");
+    let mut bytes = [0u8; 27];
+    w.k.machine.read_bytes(t.descriptor.address(), &mut bytes);
+    assert_eq!(&bytes, b"configuration of the server");
+    let info = w.k.translate(asid, BOOT_INFO_VADDR).unwrap();
+    let base = info.descriptor.address();
+    assert_eq!(w.k.machine.read_word(base + 6 * 8), CONFIG_VADDR);
+    assert_eq!(w.k.machine.read_word(base + 7 * 8), 27);
+    // A process without a blob has none mapped and none named.
+    let (casid, _) = w.k.thread_asid(w.client).unwrap();
+    assert!(w.k.translate(casid, CONFIG_VADDR).is_none());
+    let cinfo = w.k.translate(casid, BOOT_INFO_VADDR).unwrap();
+    assert_eq!(w.k.machine.read_word(cinfo.descriptor.address() + 6 * 8), 0);
+}

@@ -10,9 +10,10 @@
 //!   (saved and restored by the kernel); a thread created by the program
 //!   must have it set (TCB_WriteRegisters' `tpidr_el0`).
 //! - **Memory.** The process's memory is its own address space: a read or
-//!   write is a plain load or store, and an access to an unmapped page
-//!   faults to the thread's fault handler, which maps it and replies, and
-//!   the instruction is retried — exactly what the simulator backend emulates.
+//!   write is a plain load or store (64 bytes a loop, zeroes with `dc zva`:
+//!   module `fastmem`), and an access to an unmapped page faults to the
+//!   thread's fault handler, which maps it and replies, and the instruction
+//!   is retried — exactly what the simulator backend emulates.
 //! - **Console and panics.** Text goes out with DebugPutString; a panic
 //!   prints its message and stops the whole system with DebugHalt(101),
 //!   which is how a QEMU test reports a broken invariant.
@@ -26,6 +27,8 @@ use abi::vm::USER_VADDR_END;
 use abi::{Syscall, Word};
 
 use crate::MemoryError;
+
+mod fastmem;
 
 /// Traps into the kernel with x0 = dest, x1 = info, x2..x5 = mrs, x7 = the
 /// syscall number; returns (x0, x1) and leaves x2..x5 in `mrs`.
@@ -99,36 +102,37 @@ fn check_range(vaddr: Word, len: usize) -> Result<(), MemoryError> {
 /// Reads the process's memory.
 pub(crate) fn read_bytes(vaddr: Word, buf: &mut [u8]) -> Result<(), MemoryError> {
     check_range(vaddr, buf.len())?;
-    for (i, b) in buf.iter_mut().enumerate() {
-        // SAFETY: a byte load from a user address of this process: mapped
-        // memory is read (any bit pattern is a valid u8), unmapped memory
-        // faults to the fault handler and the load is retried after it maps
-        // the page. Volatile: the memory may be shared and is not a Rust object.
-        *b = unsafe { core::ptr::read_volatile((vaddr + i as Word) as *const u8) };
-    }
+    // SAFETY: `[vaddr, vaddr + len)` is a user range of this process
+    // (checked), not a Rust object of this program: mapped memory is read
+    // (any bit pattern is a valid u8), unmapped memory faults to the fault
+    // handler and the load is retried after it maps the page. `buf` is a
+    // distinct object we hold exclusively.
+    unsafe { fastmem::copy(buf.as_mut_ptr() as Word, vaddr, buf.len() as Word) };
     Ok(())
 }
 
 /// Writes the process's memory.
 pub(crate) fn write_bytes(vaddr: Word, data: &[u8]) -> Result<(), MemoryError> {
     check_range(vaddr, data.len())?;
-    for (i, &b) in data.iter().enumerate() {
-        // SAFETY: as in `read_bytes`; the caller names memory it manages
-        // as raw bytes (not a live Rust object of this program).
-        unsafe { core::ptr::write_volatile((vaddr + i as Word) as *mut u8, b) };
-    }
+    // SAFETY: as in `read_bytes`; the caller names memory it manages as
+    // raw bytes (not a live Rust object of this program).
+    unsafe { fastmem::copy(vaddr, data.as_ptr() as Word, data.len() as Word) };
     Ok(())
 }
 
-/// Fills the process's memory.
+/// Fills the process's memory (zeroes with `dc zva` where it can: the
+/// range must be Normal memory, see `fastmem`).
 pub(crate) fn fill_bytes(vaddr: Word, len: Word, byte: u8) -> Result<(), MemoryError> {
     check_range(
         vaddr,
         usize::try_from(len).map_err(|_| MemoryError::InvalidRange)?,
     )?;
-    for i in 0..len {
+    if byte == 0 {
         // SAFETY: as in `write_bytes`.
-        unsafe { core::ptr::write_volatile((vaddr + i) as *mut u8, byte) };
+        unsafe { fastmem::zero(vaddr, len) };
+    } else {
+        // SAFETY: as in `write_bytes`.
+        unsafe { fastmem::fill(vaddr, len, byte) };
     }
     Ok(())
 }

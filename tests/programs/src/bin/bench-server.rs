@@ -33,7 +33,7 @@ mod program {
     }
 
     fn main(info: &'static rt::BootInfo) {
-        let ep = CPtr(info.find("ep").map_or(16, |d| d.slot));
+        let ep = CPtr(info.find("mm").map_or(16, |d| d.slot));
         let Some(mut o) = Objects::new(info) else {
             rt::println!("bench-server: no Untyped memory");
             rt::debug_halt(1);

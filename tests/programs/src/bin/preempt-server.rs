@@ -37,7 +37,7 @@ mod program {
 
         // The worker shares its priority with a process that never yields;
         // it still gets its turns and calls us five times.
-        let ep = CPtr(info.find("ep").map_or(16, |d| d.slot));
+        let ep = CPtr(info.find("mm").map_or(16, |d| d.slot));
         let worker_badge = info.find("worker/tcb").map(|_| 3);
         let mut rounds = [Word::MAX; 5];
         let (mut m, mut b) = rt::recv(ep);

@@ -568,7 +568,7 @@ mod program {
     }
 
     fn serve_client(t: &mut Tester, o: &mut Objects, info: &BootInfo) {
-        let ep = CPtr(info.find("ep").map_or(16, |d| d.slot));
+        let ep = CPtr(info.find("mm").map_or(16, |d| d.slot));
         let client_tcb = CPtr(info.find("client/tcb").map_or(0, |d| d.slot));
         let client_vs = CPtr(info.find("client/vspace").map_or(0, |d| d.slot));
         let badge = 5;
