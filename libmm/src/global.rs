@@ -19,7 +19,8 @@
 //!    multiple of the alignment (power-of-two classes are naturally
 //!    aligned; large allocations take naturally aligned page blocks).
 //! 2. **Direct maps** for anything bigger (Linux's `kvmalloc` falling back
-//!    to vmalloc): one anonymous mapping per allocation, recorded in a
+//!    to vmalloc): one anonymous mapping per allocation (one `Map`, aligned
+//!    by the server for alignments up to 1 GiB), recorded in a
 //!    sorted table so that `dealloc` unmaps exactly what was mapped and
 //!    `realloc` can shrink in place or grow in place (`MAP_FIXED_NOREPLACE`
 //!    just past the end) before it copies.
@@ -78,7 +79,7 @@ use crate::heap::{Heap, HeapConfig, HeapStats};
 use crate::memory::RtMemory;
 use crate::meta::{MetaHeap, MetaStats};
 use crate::mm::Mm;
-use crate::protocol::{MapFlags, Prot};
+use crate::protocol::{Align, MapFlags, Prot};
 use crate::raw::{SpinGuard, SpinLock};
 use crate::transport::{CallError, Error, RtTransport, Transport};
 
@@ -324,9 +325,14 @@ impl<T: Transport + Clone, M: MemoryAccess> State<T, M> {
         self.direct.try_reserve(1).ok()?;
         let mm = self.heap.mm();
         let none = MapFlags::default();
-        let addr = if align <= PAGE_SIZE {
-            mm.mmap_raw(0, len, Prot::READ_WRITE, none).ok()?
+        let fits = Align::from_bytes(align).filter(|a| a.within(Align::MAX_MAP));
+        let addr = if let Some(a) = fits {
+            // One request, aligned by the server.
+            mm.mmap_aligned_raw(0, len, Prot::READ_WRITE, none, a)
+                .ok()
+                .filter(|at| at.is_multiple_of(align))?
         } else {
+            // Beyond what the server aligns: map more and trim.
             let padded = len.checked_add(align)?;
             let start = mm.mmap_raw(0, padded, Prot::READ_WRITE, none).ok()?;
             let base = align_up(start, align)?;

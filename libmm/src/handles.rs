@@ -150,6 +150,12 @@ impl<T: Transport + Clone> Mapping<T> {
         self.owned.mm.mm_populate(self.addr, self.len)
     }
 
+    /// Drops every page and keeps the mapping: anonymous pages read as
+    /// zero again (Linux: `madvise(MADV_DONTNEED)`).
+    pub fn discard(&self) -> Result<(), Error> {
+        self.owned.mm.madvise_dontneed(self.addr, self.len)
+    }
+
     /// Unmaps it now, reporting a refusal (Linux: `munmap`).
     pub fn munmap(mut self) -> Result<(), Error> {
         self.owned.release()
@@ -366,7 +372,7 @@ impl<T: Transport + Clone> SharedObject<T> {
 
     /// Maps it into the caller (`addr`: a hint, 0 for anywhere).
     pub fn map(&self, addr: u64, prot: Prot) -> Result<Mapping<T>, Error> {
-        self.owned.mm.shm_map(self.handle, self.size, addr, prot)
+        self.owned.mm.shm_map(self.handle, addr, prot)
     }
 
     /// Unmaps pages `[first, first + count)` (0: to the end) from every

@@ -8,10 +8,11 @@
 //!   demand-zero, read/write regions mapped from the server (the first of
 //!   [`HeapConfig::first_chunk`] bytes, each next one twice as large up to
 //!   [`HeapConfig::max_chunk`]), aligned to 4 MiB so that page runs can be
-//!   naturally aligned. Every chunk is registered with the slab as an arena
-//!   and with the page source. Mapping a chunk costs one IPC; its pages are
-//!   backed by the server's fault handler when first touched, so handing a
-//!   page to the slab costs no IPC at all.
+//!   naturally aligned (one `Map` with that alignment). Every chunk is
+//!   registered with the slab as an arena and with the page source.
+//!   Mapping a chunk costs one IPC; its pages are backed by the server's
+//!   fault handler when first touched, so handing a page to the slab costs
+//!   no IPC at all.
 //! - **The fast path.** `kmalloc`/`kfree` are the slab's magazine fast
 //!   paths, called directly: no lock, no transport. Only when the slab's
 //!   page source is exhausted does the slow path map another chunk (one
@@ -20,11 +21,11 @@
 //!   keeps per cache, freed large allocations) return to the page source,
 //!   still resident. When more than [`HeapConfig::retain`] bytes of them are
 //!   free, the heap gives the largest free blocks back to the server until
-//!   half that is left: one `Map` with [`MapFlags::FIXED`] over the block
-//!   (munmap and mmap in one request, as `madvise(MADV_DONTNEED)` does for
-//!   anonymous memory), after which the block is clean again — untouched,
-//!   zero, not resident. The address space stays reserved; chunks are
-//!   unmapped only when the heap is dropped.
+//!   half that is left: one `Discard` per block (Linux's
+//!   `madvise(MADV_DONTNEED)`: the pages are freed, the chunk's region is
+//!   kept whole), after which the block is clean again — untouched, zero,
+//!   not resident. The address space stays reserved; chunks are unmapped
+//!   only when the heap is dropped.
 //! - **Memory access.** The slab never touches memory; zeroing (kzalloc,
 //!   kcalloc) and copying (krealloc, kmemdup, kstrdup) go through the
 //!   heap's [`MemoryAccess`] — [`RtMemory`](crate::memory::RtMemory) in a
@@ -50,7 +51,7 @@ use mm_core::slab::{
 use crate::arena::{ArenaPages, ArenaStats, BLOCK_BYTES, MAX_ORDER};
 use crate::handles::Mapping;
 use crate::mm::Mm;
-use crate::protocol::{MapFlags, MmError, Prot};
+use crate::protocol::{Align, MapFlags, MmError, Prot};
 use crate::transport::{CallError, Error, Transport};
 
 /// How a [`Heap`] reserves and returns memory.
@@ -129,6 +130,9 @@ pub struct HeapStats {
 
 /// Free blocks handed back to the server per round of trimming.
 const TRIM_BATCH: usize = 16;
+
+/// The alignment of every chunk: the arena's block, 4 MiB.
+const CHUNK_ALIGN: Align = Align(BLOCK_BYTES.trailing_zeros() as u8);
 
 /// The client-side slab over a heap arena mapped from the MM server.
 pub struct Heap<T: Transport + Clone, M: MemoryAccess> {
@@ -273,45 +277,19 @@ impl<T: Transport + Clone, M: MemoryAccess> Heap<T, M> {
         Ok(())
     }
 
-    /// Maps a chunk of `len` bytes aligned to 4 MiB: as placed by the
-    /// server if it happens to be aligned; else at the next aligned address
-    /// ([`MapFlags::FIXED_NOREPLACE`]), which is usually free; else by
-    /// mapping 4 MiB more and unmapping the slack on both sides. The first
-    /// two never hold more than `len` bytes at once, which matters when the
-    /// server is short of memory.
+    /// Maps a chunk of `len` bytes aligned to 4 MiB: one `Map` with that
+    /// alignment. A reply that is not aligned, or not `len` long, is a
+    /// server bug: the mapping is given back and [`CallError::BadReply`]
+    /// returned.
     fn map_chunk(&self, len: u64) -> Result<Mapping<T>, Error> {
-        let none = MapFlags::default();
-        let first = self.mm.mmap(0, len, Prot::READ_WRITE, none)?;
-        if first.addr().is_multiple_of(BLOCK_BYTES) {
-            return Ok(first);
+        let chunk =
+            self.mm
+                .mmap_aligned(0, len, Prot::READ_WRITE, MapFlags::default(), CHUNK_ALIGN)?;
+        if !chunk.addr().is_multiple_of(BLOCK_BYTES) || chunk.len() != len {
+            let _ = chunk.munmap();
+            return Err(Error::Call(CallError::BadReply));
         }
-        let aligned = first.addr().div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        first.munmap()?;
-        match self
-            .mm
-            .mmap_raw(aligned, len, Prot::READ_WRITE, MapFlags::FIXED_NOREPLACE)
-        {
-            Ok(at) if at == aligned => return Ok(Mapping::from_raw(self.mm.clone(), at, len)),
-            Ok(elsewhere) => {
-                let _ = self.mm.munmap(elsewhere, len);
-            }
-            Err(_) => {}
-        }
-        let padded = len
-            .checked_add(BLOCK_BYTES)
-            .ok_or(Error::Mm(MmError::Overflow))?;
-        let start = self.mm.mmap_raw(0, padded, Prot::READ_WRITE, none)?;
-        let base = start.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        // The slack is only reserved address space, never touched: if the
-        // server refuses to unmap it, it stays reserved and harmless.
-        if base > start {
-            let _ = self.mm.munmap(start, base - start);
-        }
-        let tail = start + padded - (base + len);
-        if tail > 0 {
-            let _ = self.mm.munmap(base + len, tail);
-        }
-        Ok(Mapping::from_raw(self.mm.clone(), base, len))
+        Ok(chunk)
     }
 
     /// Gives dirty free pages back to the server until at most `keep` bytes
@@ -326,13 +304,7 @@ impl<T: Transport + Clone, M: MemoryAccess> Heap<T, M> {
                 break;
             }
             for &(addr, order) in &batch[..n] {
-                let len = PAGE_SIZE << order;
-                let at = self
-                    .mm
-                    .mmap_raw(addr, len, Prot::READ_WRITE, MapFlags::FIXED)?;
-                if at != addr {
-                    return Err(Error::Call(CallError::BadReply));
-                }
+                self.mm.madvise_dontneed(addr, PAGE_SIZE << order)?;
                 self.slab.page_source_mut().mark_clean(addr, order);
                 self.pages_trimmed += 1 << order;
                 trimmed += 1 << order;

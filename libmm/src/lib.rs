@@ -19,6 +19,9 @@
 //!   kmem_cache — on a heap arena of demand-zero chunks mapped from the
 //!   server ([`arena`]), with no IPC on the fast path; [`mempool`]: reserve
 //!   pools over it.
+//! - [`dmapool`]: [`DmaPools`], Linux's `dma_pool_*` family — mm-core's
+//!   pool logic on coherent chunks from the server's `dma_alloc_coherent`,
+//!   with no IPC per block; managed pools die with their owner.
 //! - [`global`]: [`GlobalHeap`], a `GlobalAlloc` over the heap, so that a
 //!   QEMU client's `Vec` and `Box` live on MM-served memory, with a separate
 //!   metadata heap ([`meta`]) for the slab's own bookkeeping.
@@ -80,6 +83,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod arena;
+pub mod dmapool;
 pub mod global;
 pub mod handles;
 pub mod heap;
@@ -96,6 +100,7 @@ pub mod transport;
 #[cfg(test)]
 mod tests;
 
+pub use dmapool::{DmaError, DmaPools};
 pub use global::{GlobalConfig, GlobalHeap, RtGlobalHeap};
 pub use handles::{DmaBuffer, Mapping, Pages, Pins, SharedObject, VmArea};
 pub use heap::{Heap, HeapConfig, HeapError};

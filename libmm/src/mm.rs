@@ -16,7 +16,7 @@ use crate::handles::{
     DmaBuffer, Mapping, Pages, PagesKind, Pins, Release, SharedObject, VmArea, VmKind,
 };
 use crate::protocol::{
-    ClientId, ClientInfo, Gfp, List, MAX_PFNS, MapFlags, MmError, Prot, Reply, Request,
+    Align, ClientId, ClientInfo, Gfp, List, MAX_PFNS, MapFlags, MmError, Prot, Reply, Request,
     VmallocKind, ZoneInfo,
 };
 use crate::transport::{CallError, Error, RtTransport, Transport};
@@ -68,10 +68,11 @@ impl<T: Transport> Mm<T> {
         }
     }
 
-    /// Sends a request whose reply must be [`Reply::Mapped`].
-    fn mapped(&self, req: &Request) -> Result<u64, Error> {
+    /// Sends a request whose reply must be [`Reply::Mapped`]: the address
+    /// and the length mapped.
+    fn mapped(&self, req: &Request) -> Result<(u64, u64), Error> {
         match self.transport.call(req)? {
-            Reply::Mapped { addr } => Ok(addr),
+            Reply::Mapped { addr, len } => Ok((addr, len)),
             _ => Err(BAD),
         }
     }
@@ -94,15 +95,45 @@ impl<T: Transport> Mm<T> {
 
     // ----- anonymous memory ------------------------------------------------
 
-    /// Sends [`Request::Map`] and returns the address, without a handle
-    /// (the heap uses it for regions it manages itself).
+    /// Sends [`Request::Map`] (page alignment) and returns the address,
+    /// without a handle (the heap uses it for regions it manages itself).
     pub fn mmap_raw(&self, addr: u64, len: u64, prot: Prot, flags: MapFlags) -> Result<u64, Error> {
+        self.mmap_aligned_raw(addr, len, prot, flags, Align::PAGE)
+    }
+
+    /// As [`Mm::mmap_raw`], placing the region at a multiple of `align`
+    /// (a `FIXED` address must be one): one request for an aligned region.
+    ///
+    /// Linux has no flag for it (the usual trick maps more and trims, which
+    /// this replaces).
+    pub fn mmap_aligned_raw(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        align: Align,
+    ) -> Result<u64, Error> {
         self.mapped(&Request::Map {
             addr,
             len,
             prot,
             flags,
+            align,
         })
+        .map(|(at, _)| at)
+    }
+
+    /// Drops the pages of `[addr, addr + len)` and keeps the regions:
+    /// anonymous pages are freed and read as zero on the next access (a
+    /// fault gives a fresh zeroed page); pages of shared objects are
+    /// unmapped from the caller only and fault back in with their contents.
+    ///
+    /// Linux: `madvise(MADV_DONTNEED)`. Areas and pinned pages refuse it
+    /// ([`MmError::Busy`]), PFNMAP regions too ([`MmError::InvalidArgument`]:
+    /// use [`Mm::zap_vma_ptes`]). Repeating it is harmless.
+    pub fn madvise_dontneed(&self, addr: u64, len: u64) -> Result<(), Error> {
+        self.done(&Request::Discard { addr, len })
     }
 
     /// Unmaps `[addr, addr + len)`.
@@ -327,6 +358,20 @@ impl<T: Transport> Mm<T> {
 
     // ----- DMA -------------------------------------------------------------
 
+    /// Sends [`Request::DmaAllocCoherent`] and returns `(addr, bus)`
+    /// without a handle (the DMA pools' chunk source uses it): `size`
+    /// bytes of physically contiguous DMA32 memory mapped non-cacheable,
+    /// both addresses multiples of `align`.
+    pub fn dma_alloc_coherent_raw(&self, size: u64, align: Align) -> Result<(u64, u64), Error> {
+        match self
+            .transport
+            .call(&Request::DmaAllocCoherent { size, align })?
+        {
+            Reply::Dma { addr, bus } => Ok((addr, bus)),
+            _ => Err(BAD),
+        }
+    }
+
     /// Frees a coherent DMA buffer of `size` bytes at `addr`.
     ///
     /// Linux: `dma_free_coherent`.
@@ -388,8 +433,30 @@ impl<T: Transport + Clone> Mm<T> {
         prot: Prot,
         flags: MapFlags,
     ) -> Result<Mapping<T>, Error> {
-        let at = self.mmap_raw(addr, len, prot, flags)?;
-        Ok(Mapping::from_raw(self.clone(), at, len))
+        self.mmap_aligned(addr, len, prot, flags, Align::PAGE)
+    }
+
+    /// As [`Mm::mmap`], placing the region at a multiple of `align` (a
+    /// `FIXED` address must be one).
+    ///
+    /// Linux: `mmap` has no alignment argument; this is one request where
+    /// Linux users map more and trim.
+    pub fn mmap_aligned(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        align: Align,
+    ) -> Result<Mapping<T>, Error> {
+        let (at, mapped) = self.mapped(&Request::Map {
+            addr,
+            len,
+            prot,
+            flags,
+            align,
+        })?;
+        Ok(Mapping::from_raw(self.clone(), at, mapped))
     }
 
     /// `2^order` physically contiguous frames, mapped into the caller.
@@ -440,7 +507,7 @@ impl<T: Transport + Clone> Mm<T> {
     }
 
     fn vmalloc_kind(&self, size: u64, kind: VmallocKind) -> Result<VmArea<T>, Error> {
-        let addr = self.mapped(&Request::Vmalloc { size, kind })?;
+        let (addr, _) = self.mapped(&Request::Vmalloc { size, kind })?;
         Ok(VmArea::from_raw(self.clone(), addr, size, VmKind::Vmalloc))
     }
 
@@ -481,7 +548,7 @@ impl<T: Transport + Clone> Mm<T> {
     /// [`VmArea`] vunmaps it.
     pub fn vmap(&self, pfns: &[u64], prot: Prot) -> Result<VmArea<T>, Error> {
         let list = pfn_list(pfns)?;
-        let addr = self.mapped(&Request::Vmap { pfns: list, prot })?;
+        let (addr, _) = self.mapped(&Request::Vmap { pfns: list, prot })?;
         let size = pfns.len() as u64 * PAGE_SIZE;
         Ok(VmArea::from_raw(self.clone(), addr, size, VmKind::Vmap))
     }
@@ -491,7 +558,7 @@ impl<T: Transport + Clone> Mm<T> {
     /// Linux: `vm_map_ram` (without the NUMA node).
     pub fn vm_map_ram(&self, pfns: &[u64]) -> Result<VmArea<T>, Error> {
         let list = pfn_list(pfns)?;
-        let addr = self.mapped(&Request::VmMapRam { pfns: list })?;
+        let (addr, _) = self.mapped(&Request::VmMapRam { pfns: list })?;
         let size = pfns.len() as u64 * PAGE_SIZE;
         Ok(VmArea::from_raw(self.clone(), addr, size, VmKind::VmMapRam))
     }
@@ -508,21 +575,12 @@ impl<T: Transport + Clone> Mm<T> {
         }
     }
 
-    /// Maps the shared object `handle` (one's own, or granted) of `size`
-    /// bytes with `prot`; `addr` is a placement hint (0: anywhere).
-    ///
-    /// `size` is what the returned [`Mapping`] unmaps when dropped: the
-    /// protocol's reply carries only the address, so the caller says how
-    /// large the object is (its creator told it, with the handle).
-    pub fn shm_map(
-        &self,
-        handle: u64,
-        size: u64,
-        addr: u64,
-        prot: Prot,
-    ) -> Result<Mapping<T>, Error> {
-        let at = self.mapped(&Request::ShmMap { handle, addr, prot })?;
-        let len = pages_for(size).map_or(size, |p| p * PAGE_SIZE);
+    /// Maps the whole shared object `handle` (one's own, or granted) with
+    /// `prot`; `addr` is a placement hint (0: anywhere). The [`Mapping`]'s
+    /// length is the object's size rounded up to pages, as the server
+    /// reports it, so a client granted an object need not be told its size.
+    pub fn shm_map(&self, handle: u64, addr: u64, prot: Prot) -> Result<Mapping<T>, Error> {
+        let (at, len) = self.mapped(&Request::ShmMap { handle, addr, prot })?;
         Ok(Mapping::from_raw(self.clone(), at, len))
     }
 
@@ -533,8 +591,7 @@ impl<T: Transport + Clone> Mm<T> {
     /// new pages, released by dropping the [`Mapping`]). [`MmError::Fault`]
     /// if not every byte could be read.
     pub fn memdup_user(&self, client: ClientId, src: u64, len: u64) -> Result<Mapping<T>, Error> {
-        let at = self.mapped(&Request::MemdupUser { client, src, len })?;
-        let bytes = pages_for(len).map_or(len, |p| p * PAGE_SIZE);
+        let (at, bytes) = self.mapped(&Request::MemdupUser { client, src, len })?;
         Ok(Mapping::from_raw(self.clone(), at, bytes))
     }
 
@@ -564,10 +621,21 @@ impl<T: Transport + Clone> Mm<T> {
     /// Linux: `dma_alloc_coherent` (without the device argument: the
     /// client's manifest grants DMA). Dropping the [`DmaBuffer`] frees it.
     pub fn dma_alloc_coherent(&self, size: u64) -> Result<DmaBuffer<T>, Error> {
-        match self.transport.call(&Request::DmaAllocCoherent { size })? {
-            Reply::Dma { addr, bus } => Ok(DmaBuffer::from_raw(self.clone(), addr, bus, size)),
-            _ => Err(BAD),
-        }
+        self.dma_alloc_coherent_aligned(size, Align::PAGE)
+    }
+
+    /// As [`Mm::dma_alloc_coherent`], with the virtual and bus addresses
+    /// both multiples of `align` (up to [`Align::MAX_DMA`], 4 MiB).
+    ///
+    /// Linux: `dma_alloc_coherent` aligns to the size's page order; here
+    /// the caller may ask for more (what a DMA pool's boundary needs).
+    pub fn dma_alloc_coherent_aligned(
+        &self,
+        size: u64,
+        align: Align,
+    ) -> Result<DmaBuffer<T>, Error> {
+        let (addr, bus) = self.dma_alloc_coherent_raw(size, align)?;
+        Ok(DmaBuffer::from_raw(self.clone(), addr, bus, size))
     }
 
     /// Sends a release request (for the handles' `Drop` and explicit release).

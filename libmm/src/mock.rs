@@ -20,7 +20,12 @@
 //!
 //! Frame numbers are invented: blocks from the page allocator get
 //! consecutive ones from `0x40000`; a resident anonymous page reports
-//! `0x100000 + (addr >> 12)` truncated to 32 bits.
+//! `0x100000 + (addr >> 12)` truncated to 32 bits. A coherent DMA buffer's
+//! bus address is congruent to its virtual address modulo 1 GiB, so that
+//! `DmaAllocCoherent`'s alignment holds in both. Placement honours `Map`'s
+//! and `DmaAllocCoherent`'s alignment; `Discard` drops the resident pages
+//! of anonymous regions (the bytes of shared objects stay, as the server's
+//! fault would bring them back).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -35,8 +40,8 @@ use mm_core::memory::{AccessError, MemoryAccess};
 
 use crate::mm::Mm;
 use crate::protocol::{
-    self, ClientId, ClientInfo, Gfp, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, List,
-    MAX_PFNS, MAX_WORDS, MapFlags, MmError, Prot, Reply, Request, ZoneInfo,
+    self, Align, ClientId, ClientInfo, Gfp, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST,
+    List, MAX_PFNS, MAX_WORDS, MapFlags, MmError, Prot, Reply, Request, ZoneInfo,
 };
 use crate::transport::{Error, Transport, decode_reply, encode_request};
 
@@ -319,6 +324,13 @@ impl MockServer {
         true
     }
 
+    /// Whether a pinned page lies in `[addr, addr + len)`.
+    fn pinned_in(&self, addr: u64, len: u64) -> bool {
+        self.pins
+            .iter()
+            .any(|(&a, &c)| a < addr + len && a + c as u64 * PAGE_SIZE > addr)
+    }
+
     /// Splits the region spanning `addr`, if any, at `addr`.
     fn split_at(&mut self, addr: u64) {
         if let Some((start, r)) = self.region_at(addr)
@@ -378,13 +390,17 @@ impl MockServer {
         }
     }
 
-    /// Picks an address for `len` bytes: `hint` if free, else the next free
-    /// place from the bump pointer.
-    fn place(&mut self, hint: u64, len: u64) -> Result<u64, MmError> {
-        if hint != 0 && check_range(hint, len).is_ok() && !self.overlaps(hint, len) {
+    /// Picks an address for `len` bytes aligned to `align`: `hint` if
+    /// aligned and free, else the next free place from the bump pointer.
+    fn place(&mut self, hint: u64, len: u64, align: u64) -> Result<u64, MmError> {
+        if hint != 0
+            && hint.is_multiple_of(align)
+            && check_range(hint, len).is_ok()
+            && !self.overlaps(hint, len)
+        {
             return Ok(hint);
         }
-        let align = self.place_align.max(PAGE_SIZE);
+        let align = self.place_align.max(PAGE_SIZE).max(align);
         let mut at = self.next_addr;
         loop {
             at = at
@@ -429,7 +445,19 @@ impl MockServer {
         prot: Prot,
         kind: RegionKind,
     ) -> Result<u64, MmError> {
-        let at = self.place(hint, len)?;
+        self.new_region_aligned(hint, len, prot, kind, PAGE_SIZE)
+    }
+
+    /// Places a region at a multiple of `align` and adds it.
+    fn new_region_aligned(
+        &mut self,
+        hint: u64,
+        len: u64,
+        prot: Prot,
+        kind: RegionKind,
+        align: u64,
+    ) -> Result<u64, MmError> {
+        let at = self.place(hint, len, align)?;
         self.add_region(at, len, prot, kind)
     }
 
@@ -593,8 +621,9 @@ impl MockServer {
         if !pfns.iter().all(|&p| self.owns_pfn(p)) {
             return Err(MmError::NotOwner);
         }
-        let addr = self.new_region(0, pfns.len() as u64 * PAGE_SIZE, prot, kind)?;
-        Ok(Reply::Mapped { addr })
+        let len = pfns.len() as u64 * PAGE_SIZE;
+        let addr = self.new_region(0, len, prot, kind)?;
+        Ok(Reply::Mapped { addr, len })
     }
 
     fn insert(&mut self, addr: u64, pfn: u64, own_only: bool) -> Served {
@@ -664,15 +693,20 @@ impl MockServer {
                 len,
                 prot,
                 flags,
+                align,
             } => {
                 check_range(if addr == 0 { PAGE_SIZE } else { addr }, len)?;
-                if !prot.is_valid() || flags.0 & !0x7f != 0 {
+                if !prot.is_valid() || flags.0 & !0x7f != 0 || !align.within(Align::MAX_MAP) {
                     return Err(MmError::InvalidArgument);
                 }
+                let align = align.bytes().ok_or(MmError::InvalidArgument)?;
                 let fixed = flags.contains(MapFlags::FIXED);
                 let noreplace = flags.contains(MapFlags::FIXED_NOREPLACE);
                 if fixed && noreplace || (fixed || noreplace) && addr == 0 {
                     return Err(MmError::InvalidArgument);
+                }
+                if (fixed || noreplace) && !addr.is_multiple_of(align) {
+                    return Err(MmError::Unaligned);
                 }
                 let kind = if flags.contains(MapFlags::PFNMAP) {
                     RegionKind::PfnMap
@@ -690,7 +724,7 @@ impl MockServer {
                     }
                     self.add_region(addr, len, prot, kind)?
                 } else {
-                    self.new_region(addr, len, prot, kind)?
+                    self.new_region_aligned(addr, len, prot, kind, align)?
                 };
                 if flags.contains(MapFlags::POPULATE)
                     && matches!(kind, RegionKind::Anon { guard: false })
@@ -699,7 +733,44 @@ impl MockServer {
                     self.remove_range(at, len);
                     return Err(e);
                 }
-                Ok(Reply::Mapped { addr: at })
+                Ok(Reply::Mapped { addr: at, len })
+            }
+            Discard { addr, len } => {
+                check_range(addr, len)?;
+                if !self.covered(addr, len) {
+                    return Err(MmError::NotMapped);
+                }
+                let kinds: Vec<RegionKind> = self
+                    .regions
+                    .range(..addr + len)
+                    .rev()
+                    .take_while(|(s, r)| **s + r.len > addr)
+                    .map(|(_, r)| r.kind)
+                    .collect();
+                if kinds.contains(&RegionKind::PfnMap) {
+                    return Err(MmError::InvalidArgument);
+                }
+                let area = |k: &RegionKind| {
+                    !matches!(
+                        k,
+                        RegionKind::Anon { .. } | RegionKind::Shm(_) | RegionKind::Memdup
+                    )
+                };
+                if kinds.iter().any(area) || self.pinned_in(addr, len) {
+                    return Err(MmError::Busy);
+                }
+                // The mock keeps a shared object's bytes at the mapping's
+                // addresses: they stay (the server's fault brings them back).
+                let anon: Vec<(u64, u64)> = self
+                    .regions
+                    .range(..addr + len)
+                    .filter(|(s, r)| **s + r.len > addr && !matches!(r.kind, RegionKind::Shm(_)))
+                    .map(|(&s, r)| (s.max(addr), (s + r.len).min(addr + len)))
+                    .collect();
+                for (a, b) in anon {
+                    self.drop_pages(a, b - a);
+                }
+                Ok(Reply::Done)
             }
             Unmap { addr, len } => {
                 check_range(addr, len)?;
@@ -797,7 +868,7 @@ impl MockServer {
             Vmalloc { size, .. } => {
                 let len = page_bytes(size)?;
                 let addr = self.new_region(0, len, Prot::READ_WRITE, RegionKind::Vmalloc)?;
-                Ok(Reply::Mapped { addr })
+                Ok(Reply::Mapped { addr, len })
             }
             Vfree { addr } => self.remove_area(addr, RegionKind::Vmalloc),
             Vmap { ref pfns, prot } => self.map_pfns(pfns.as_slice(), prot, RegionKind::Vmap),
@@ -907,7 +978,7 @@ impl MockServer {
                 let size = self.shm.get(&handle).ok_or(MmError::NoSuchHandle)?.size;
                 let len = page_bytes(size)?;
                 let at = self.new_region(addr, len, prot, RegionKind::Shm(handle))?;
-                Ok(Reply::Mapped { addr: at })
+                Ok(Reply::Mapped { addr: at, len })
             }
             ShmDestroy { handle } => {
                 self.shm.remove(&handle).ok_or(MmError::NoSuchHandle)?;
@@ -944,7 +1015,7 @@ impl MockServer {
                 }
                 let addr = self.new_region(0, bytes, Prot::READ_WRITE, RegionKind::Memdup)?;
                 self.write_mem(addr, Some(&data), len, 0);
-                Ok(Reply::Mapped { addr })
+                Ok(Reply::Mapped { addr, len: bytes })
             }
             GetUserPagesFast { addr, count, write } => {
                 if count == 0 || count as usize > MAX_PFNS {
@@ -974,12 +1045,19 @@ impl MockServer {
                 }
                 _ => Err(MmError::InvalidArgument),
             },
-            DmaAllocCoherent { size } => {
+            DmaAllocCoherent { size, align } => {
                 if !self.grant_dma {
                     return Err(MmError::PermissionDenied);
                 }
                 let len = page_bytes(size)?;
-                let addr = self.new_region(0, len, Prot::READ_WRITE, RegionKind::Dma)?;
+                if len > 1024 * PAGE_SIZE || !align.within(Align::MAX_DMA) {
+                    return Err(MmError::InvalidArgument);
+                }
+                let align = align.bytes().ok_or(MmError::InvalidArgument)?;
+                // Bus addresses are congruent to virtual ones modulo 1 GiB
+                // (below), so aligning the address aligns both.
+                let addr =
+                    self.new_region_aligned(0, len, Prot::READ_WRITE, RegionKind::Dma, align)?;
                 Ok(Reply::Dma {
                     addr,
                     bus: 0x8000_0000 + (addr - MOCK_BASE) % 0x4000_0000,

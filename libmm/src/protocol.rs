@@ -50,8 +50,11 @@
 //! *Areas* are regions made by a dedicated call (`AllocPages`,
 //! `AllocPagesExact`, `AllocContigRange`, `Vmalloc`, `Vmap`, `VmMapRam`,
 //! `DmaAllocCoherent`): they are freed only by their own free call, with
-//! the address the allocation returned, and `Unmap` or a `FIXED` map over
-//! them is refused with `Busy`.
+//! the address the allocation returned, and `Unmap`, `Discard` or a `FIXED`
+//! map over them is refused with `Busy`.
+//!
+//! Every reply that maps something ([`Reply::Mapped`]) says where and how
+//! many bytes: the length a later `Unmap` of the whole mapping takes.
 
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
@@ -176,6 +179,51 @@ impl Gfp {
     }
 }
 
+/// An alignment: `2^log2` bytes, for the address a request places (and,
+/// for [`Request::DmaAllocCoherent`], the bus address too).
+///
+/// Anything below a page (`log2` < 12, the default 0 included) means page
+/// alignment. Each request bounds it ([`Align::MAX_MAP`],
+/// [`Align::MAX_DMA`]) and refuses more with `InvalidArgument`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, MaxSize)]
+pub struct Align(pub u8);
+
+impl Align {
+    /// Page alignment (the default).
+    pub const PAGE: Align = Align(12);
+    /// 2 MiB: a block mapping's alignment.
+    pub const LARGE: Align = Align(21);
+    /// The largest alignment [`Request::Map`] takes: 1 GiB.
+    pub const MAX_MAP: Align = Align(30);
+    /// The largest alignment [`Request::DmaAllocCoherent`] takes: 4 MiB,
+    /// the largest physically contiguous run.
+    pub const MAX_DMA: Align = Align(22);
+
+    /// The alignment of `bytes`, a power of two (below a page: page
+    /// alignment); `None` otherwise.
+    pub const fn from_bytes(bytes: u64) -> Option<Align> {
+        if bytes.is_power_of_two() {
+            Some(Align(bytes.trailing_zeros() as u8))
+        } else {
+            None
+        }
+    }
+
+    /// The alignment in bytes (at least a page); `None` beyond 2^63.
+    pub const fn bytes(self) -> Option<u64> {
+        match self.0 {
+            0..12 => Some(4096),
+            64.. => None,
+            n => Some(1 << n),
+        }
+    }
+
+    /// Whether it is at most `max`.
+    pub const fn within(self, max: Align) -> bool {
+        self.0 <= max.0
+    }
+}
+
 /// What kind of vmalloc (vmalloc, vzalloc, vmalloc_user, vmalloc_32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, MaxSize)]
 pub enum VmallocKind {
@@ -200,22 +248,26 @@ pub const MAX_PFNS: usize = 90;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub enum Request {
     // ----- anonymous memory ------------------------------------------------
-    /// mmap(MAP_ANONYMOUS): create a region of `len` bytes with `prot`.
-    /// `addr` is a hint used when page-aligned and free (0: anywhere), or the
-    /// exact place with FIXED (replacing what is there) or FIXED_NOREPLACE.
-    /// Placed regions keep a one-page guard gap from their neighbours. Pages
-    /// are demand-zero unless POPULATE (not for PROT_NONE); with HUGE the
-    /// region is 2 MiB aligned (when at least 2 MiB long) and every 2 MiB
-    /// block of it is backed by a 2 MiB frame mapped as a block. GUARD makes
-    /// an inaccessible region (prot must be NONE, no other flag but
-    /// FIXED*); PFNMAP a region with no backing, for `VmInsertPage` and
-    /// friends. Reply: [`Reply::Mapped`]. Errors: InvalidArgument (zero
+    /// mmap(MAP_ANONYMOUS): create a region of `len` bytes with `prot`,
+    /// starting at a multiple of `align` (at least a page). `addr` is a hint
+    /// used when so aligned and free (0: anywhere), or the exact place with
+    /// FIXED (replacing what is there) or FIXED_NOREPLACE, where it must be
+    /// so aligned. Placed regions keep a one-page guard gap from their
+    /// neighbours. Pages are demand-zero unless POPULATE (not for
+    /// PROT_NONE); with HUGE the region is 2 MiB aligned (when at least
+    /// 2 MiB long, whatever smaller `align` says) and every 2 MiB block of
+    /// it is backed by a 2 MiB frame mapped as a block. GUARD makes an
+    /// inaccessible region (prot must be NONE, no other flag but FIXED*);
+    /// PFNMAP a region with no backing, for `VmInsertPage` and friends.
+    /// Reply: [`Reply::Mapped`] with `len`. Errors: InvalidArgument (zero
     /// length, undefined flags, FIXED with FIXED_NOREPLACE, GUARD or PFNMAP
-    /// with flags they exclude), Unaligned (length; address with FIXED*),
-    /// Overflow (a FIXED range outside the client's window), AlreadyMapped
+    /// with flags they exclude, `align` above [`Align::MAX_MAP`]), Unaligned
+    /// (length; address with FIXED* not a multiple of `align`), Overflow (a
+    /// FIXED range outside the client's window), AlreadyMapped
     /// (FIXED_NOREPLACE over a region), Busy (FIXED over an area or a
-    /// pinned page), NoMemory, QuotaExceeded (POPULATE). All or nothing.
-    /// Not idempotent unless FIXED.
+    /// pinned page), NoMemory (also: no free range so aligned),
+    /// QuotaExceeded (POPULATE). All or nothing. Not idempotent unless
+    /// FIXED.
     Map {
         /// Placement hint or fixed address.
         addr: u64,
@@ -225,6 +277,8 @@ pub enum Request {
         prot: Prot,
         /// Flags.
         flags: MapFlags,
+        /// The alignment of the start (default: a page).
+        align: Align,
     },
     /// munmap: unmap every page in the range and free anonymous frames;
     /// regions straddling its ends are split (a 2 MiB block straddling an
@@ -252,6 +306,28 @@ pub enum Request {
         len: u64,
         /// New protection.
         prot: Prot,
+    },
+    /// madvise(MADV_DONTNEED): drop the pages of `[addr, addr + len)` and
+    /// keep the regions (their protection, flags and placement unchanged).
+    /// Anonymous pages are freed and uncharged; the next access faults in
+    /// a fresh zeroed page (so the range reads as zero, and a populated
+    /// range is demand-zero again). Pages of shared objects are unmapped
+    /// from the caller only: their contents stay in the object and fault
+    /// back in. Guard regions and PROT_NONE ranges are accepted (a
+    /// PROT_NONE anonymous range loses the frames it kept). A 2 MiB block
+    /// straddling an end is split into pages first (contents kept). Reply:
+    /// Done. Errors: InvalidArgument (zero length; a PFNMAP region in the
+    /// range — use `ZapVmaPtes`), Unaligned, Overflow (address + length
+    /// wraps), NotMapped (a hole, or outside the client's window), Busy
+    /// (an area or a pinned page in the range), NoMemory (a block to split
+    /// and no frames for it; a block already split at the other end stays
+    /// split, contents kept). Otherwise nothing changes on error.
+    /// Idempotent.
+    Discard {
+        /// Start (page-aligned).
+        addr: u64,
+        /// Length in bytes (page multiple).
+        len: u64,
     },
     /// madvise(MADV_WILLNEED)/MAP_POPULATE after the fact: back and map every
     /// page of the range's anonymous and shared regions now, in batches
@@ -331,8 +407,9 @@ pub enum Request {
     /// vmalloc/vzalloc/vmalloc_user/vmalloc_32: `size` bytes (rounded up to
     /// pages) of virtually contiguous memory (frames need not be contiguous;
     /// DMA32 frames for `Dma32`), always zeroed, mapped now as an area with
-    /// guard gaps. Reply: Mapped. Errors: InvalidArgument (size 0 or above
-    /// 4 GiB), NoMemory, QuotaExceeded.
+    /// guard gaps. Reply: Mapped (`len`: `size` rounded up to pages).
+    /// Errors: InvalidArgument (size 0 or above 4 GiB), NoMemory,
+    /// QuotaExceeded.
     Vmalloc {
         /// Bytes.
         size: u64,
@@ -348,9 +425,9 @@ pub enum Request {
     /// vmap: map frames the caller owns (pages of its page blocks or vmalloc
     /// areas; not DMA pages) contiguously, as an area; a frame may appear
     /// more than once. Nothing is charged: the frames stay where they are
-    /// owned (which cannot be freed while vmapped). Reply: Mapped. Errors:
-    /// NotOwner (a frame is not the caller's), InvalidArgument (no frames,
-    /// PROT_NONE).
+    /// owned (which cannot be freed while vmapped). Reply: Mapped (`len`:
+    /// a page per frame). Errors: NotOwner (a frame is not the caller's),
+    /// InvalidArgument (no frames, PROT_NONE).
     Vmap {
         /// The frames.
         pfns: List<u64, MAX_PFNS>,
@@ -487,7 +564,8 @@ pub enum Request {
         prot: Prot,
     },
     /// Map the whole of a shared object (one's own with any protection, or
-    /// granted, within the grant), all pages mapped now. Reply: Mapped.
+    /// granted, within the grant), all pages mapped now. Reply: Mapped
+    /// (`len`: the object's size rounded up to pages).
     /// Errors: NoSuchHandle (none, or destroyed), PermissionDenied.
     ShmMap {
         /// The object.
@@ -549,9 +627,10 @@ pub enum Request {
         len: u64,
     },
     /// memdup_user: copy `len` bytes of `client`'s memory at `src` into new
-    /// (anonymous, populated) memory of the caller's. Reply: Mapped. Errors:
-    /// Fault if not all could be read (nothing is kept), InvalidArgument
-    /// (len 0 or above 64 MiB), and those of CopyFromUser and Map.
+    /// (anonymous, populated) memory of the caller's. Reply: Mapped
+    /// (`len`: `len` rounded up to pages). Errors: Fault if not all could
+    /// be read (nothing is kept), InvalidArgument (len 0 or above 64 MiB),
+    /// and those of CopyFromUser and Map.
     MemdupUser {
         /// Source client.
         client: ClientId,
@@ -585,14 +664,21 @@ pub enum Request {
     },
 
     // ----- DMA -------------------------------------------------------------
-    /// dma_alloc_coherent: physically contiguous DMA32 frames, zeroed,
-    /// mapped Normal non-cacheable as an area. The bus address is the
-    /// physical address (no IOMMU on QEMU virt). Reply: [`Reply::Dma`].
-    /// Errors: PermissionDenied (not granted DMA), InvalidArgument (size 0
-    /// or above 4 MiB), NoMemory, QuotaExceeded.
+    /// dma_alloc_coherent: `size` bytes (rounded up to pages) of physically
+    /// contiguous DMA32 frames, zeroed, mapped Normal non-cacheable as an
+    /// area whose virtual **and** bus addresses are multiples of `align`
+    /// (at least a page; the bus address is in any case a multiple of the
+    /// size rounded up to a power-of-two number of pages, as the buddy
+    /// allocator hands runs out). The bus address is the physical
+    /// address (no IOMMU on QEMU virt). Reply: [`Reply::Dma`]. Errors:
+    /// PermissionDenied (not granted DMA), InvalidArgument (size 0 or above
+    /// 4 MiB, `align` above [`Align::MAX_DMA`]), NoMemory (also: no free
+    /// run so aligned), QuotaExceeded. Not idempotent.
     DmaAllocCoherent {
         /// Bytes.
         size: u64,
+        /// The alignment of both addresses (default: a page).
+        align: Align,
     },
     /// dma_free_coherent. Reply: Done. Errors: NotOwner (no DMA area at
     /// `addr`), InvalidArgument (another size), Busy (pinned).
@@ -660,10 +746,13 @@ pub struct ClientInfo {
 pub enum Reply {
     /// Done, nothing to return.
     Done,
-    /// Memory mapped at `addr`.
+    /// Memory mapped at `addr`, `len` bytes (a page multiple: what was
+    /// asked for rounded up to pages, or a shared object's whole size).
     Mapped {
         /// Address.
         addr: u64,
+        /// Bytes mapped.
+        len: u64,
     },
     /// Contiguous frames from `pfn`, mapped at `addr`.
     Pages {
@@ -828,6 +917,15 @@ mod tests {
                 len: 1 << 20,
                 prot: Prot::READ_WRITE,
                 flags: MapFlags::POPULATE,
+                align: Align::LARGE,
+            },
+            Request::Discard {
+                addr: 0x7fff_ffff_0000,
+                len: 1 << 30,
+            },
+            Request::DmaAllocCoherent {
+                size: 1 << 22,
+                align: Align::MAX_DMA,
             },
             Request::Unmap {
                 addr: 0x1000_0000,
@@ -853,6 +951,30 @@ mod tests {
                 "{r:?}"
             );
         }
+    }
+
+    #[test]
+    fn alignments() {
+        assert_eq!(Align::default().bytes(), Some(4096));
+        assert_eq!(Align(11).bytes(), Some(4096));
+        assert_eq!(Align::PAGE.bytes(), Some(4096));
+        assert_eq!(Align::LARGE.bytes(), Some(2 << 20));
+        assert_eq!(Align(63).bytes(), Some(1 << 63));
+        assert_eq!(Align(64).bytes(), None);
+        assert_eq!(Align::from_bytes(1 << 22), Some(Align::MAX_DMA));
+        assert_eq!(Align::from_bytes(64), Some(Align(6)));
+        assert_eq!(Align::from_bytes(0), None);
+        assert_eq!(Align::from_bytes(3 << 12), None);
+        assert!(Align::LARGE.within(Align::MAX_MAP) && !Align(31).within(Align::MAX_MAP));
+    }
+
+    #[test]
+    fn map_replies_with_their_length_take_the_register_fast_path() {
+        let n = round_trip(&Reply::Mapped {
+            addr: 0x7fff_ffff_f000,
+            len: 1 << 40,
+        });
+        assert!(n <= abi::syscall::FAST_MESSAGE_REGISTERS);
     }
 
     #[test]

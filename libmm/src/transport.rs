@@ -197,7 +197,7 @@ impl Transport for RtTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{MapFlags, Prot};
+    use crate::protocol::{Align, MapFlags, Prot};
     use abi::boot::CapDescriptor;
 
     #[test]
@@ -219,9 +219,13 @@ mod tests {
     #[test]
     fn reply_labels_map_to_results() {
         let mut words = [0; MAX_WORDS];
-        let n = protocol::encode(&Reply::Mapped { addr: 0x4000 }, &mut words);
+        let mapped = Reply::Mapped {
+            addr: 0x4000,
+            len: 0x2000,
+        };
+        let n = protocol::encode(&mapped, &mut words);
         let ok = MessageInfo::new(LABEL_OK, 0, 0, n);
-        assert_eq!(decode_reply(ok, &words), Ok(Reply::Mapped { addr: 0x4000 }));
+        assert_eq!(decode_reply(ok, &words), Ok(mapped));
 
         let err = MessageInfo::new(LABEL_ERROR, 0, 0, 1);
         assert_eq!(
@@ -307,6 +311,7 @@ mod tests {
                 len: 1 << 30,
                 prot: Prot::READ_WRITE,
                 flags: MapFlags::FIXED.union(MapFlags::POPULATE),
+                align: Align::MAX_MAP,
             },
             &mut words,
         );

@@ -4,7 +4,7 @@
 //! standard library's own allocations, and the slab's metadata — is served
 //! by `GlobalHeap`, exactly as in a QEMU client. The "server" is a minimal
 //! host stand-in: `Map` hands out zeroed host memory aligned to 4 MiB,
-//! `Map` with `FIXED` over it (the heap's trimming) zeroes it again, and
+//! `Discard` of part of it (the heap's trimming) zeroes it again, and
 //! `Unmap` frees it. Memory is touched with raw pointers, as `rt::mem` does
 //! in QEMU. This is the only place the re-entry of the slab's metadata into
 //! the global allocator happens for real on the host.
@@ -43,9 +43,7 @@ impl Transport for HostMm {
         // metadata heap — fine, but the table is simpler kept fixed.
         let mut blocks = BLOCKS.lock().map_err(|_| Error::Mm(MmError::Busy))?;
         match *req {
-            Request::Map {
-                addr, len, flags, ..
-            } if flags.contains(MapFlags::FIXED) => {
+            Request::Discard { addr, len } => {
                 let inside = blocks
                     .iter()
                     .any(|&(a, l)| addr >= a && addr + len <= a + l);
@@ -56,13 +54,15 @@ impl Transport for HostMm {
                 // allocated from System and has not freed; fresh anonymous
                 // memory reads as zero.
                 unsafe { std::ptr::write_bytes(addr as usize as *mut u8, 0, len as usize) };
-                Ok(Reply::Mapped { addr })
+                Ok(Reply::Done)
             }
             Request::Map { flags, .. } if flags.contains(MapFlags::FIXED_NOREPLACE) => {
                 Err(Error::Mm(MmError::AlreadyMapped))
             }
-            Request::Map { len, .. } => {
-                if blocks.len() == blocks.capacity() {
+            Request::Map { len, align, .. } => {
+                if blocks.len() == blocks.capacity()
+                    || align.bytes().is_none_or(|a| a > ALIGN as u64)
+                {
                     return Err(Error::Mm(MmError::NoMemory));
                 }
                 // SAFETY: a non-zero size (the heap never maps 0 bytes;
@@ -73,7 +73,7 @@ impl Transport for HostMm {
                 }
                 let addr = p as usize as u64;
                 blocks.push((addr, len));
-                Ok(Reply::Mapped { addr })
+                Ok(Reply::Mapped { addr, len })
             }
             Request::Unmap { addr, .. } => {
                 // A block's start frees the block; a tail (a shrunk

@@ -5,8 +5,8 @@
 //! buffer. Here the server at the other end is libmm's `MockServer` in a
 //! simulated process with a plain Recv/ReplyRecv loop, so the test checks
 //! the transport itself — register and buffer messages both ways, every
-//! reply label, and RAII releases — over the simulated kernel's IPC. (The
-//! real MM server replaces the mock in `tests/sim` once it exists.)
+//! reply label, and RAII releases — over the simulated kernel's IPC. The
+//! same calls against the real MM server are `tests/sim`'s scenarios.
 
 use libmm::heap::{Heap, HeapConfig};
 use libmm::memory::RtMemory;

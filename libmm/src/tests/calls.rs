@@ -10,7 +10,7 @@ use mm_core::memory::MemoryAccess;
 use crate::handles::{PagesKind, VmKind};
 use crate::mm::Mm;
 use crate::mock::{MOCK_CLIENT, MockMm};
-use crate::protocol::Gfp;
+use crate::protocol::{Align, Gfp};
 use crate::protocol::{
     LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, List, MAX_PFNS, MAX_WORDS, MapFlags, MmError, Prot,
     Reply, Request, VmallocKind, encode,
@@ -40,8 +40,26 @@ fn every_call_sends_its_request() {
                 len: 8192,
                 prot: RW,
                 flags: MapFlags::POPULATE,
+                align: Align::PAGE,
             },
             call(|mm| mm.mmap(0x2000_0000, 8192, RW, MapFlags::POPULATE)),
+        ),
+        (
+            Request::Map {
+                addr: 0,
+                len: 8 << 20,
+                prot: RW,
+                flags: MapFlags::default(),
+                align: Align::LARGE,
+            },
+            call(|mm| mm.mmap_aligned(0, 8 << 20, RW, MapFlags::default(), Align::LARGE)),
+        ),
+        (
+            Request::Discard {
+                addr: 0x5000,
+                len: 4096,
+            },
+            call(|mm| mm.madvise_dontneed(0x5000, 4096)),
         ),
         (
             Request::Unmap {
@@ -234,7 +252,7 @@ fn every_call_sends_its_request() {
                 addr: 0,
                 prot: RW,
             },
-            call(|mm| mm.shm_map(4, 5000, 0, RW)),
+            call(|mm| mm.shm_map(4, 0, RW)),
         ),
         (
             Request::ShmDestroy { handle: 4 },
@@ -290,8 +308,18 @@ fn every_call_sends_its_request() {
             call(|mm| mm.put_user_pages(0x9000, 3)),
         ),
         (
-            Request::DmaAllocCoherent { size: 6000 },
+            Request::DmaAllocCoherent {
+                size: 6000,
+                align: Align::PAGE,
+            },
             call(|mm| mm.dma_alloc_coherent(6000)),
+        ),
+        (
+            Request::DmaAllocCoherent {
+                size: 6000,
+                align: Align(16),
+            },
+            call(|mm| mm.dma_alloc_coherent_aligned(6000, Align(16))),
         ),
         (
             Request::DmaFreeCoherent {
@@ -614,7 +642,7 @@ fn shared_objects() {
     drop(obj);
     assert_eq!(s.last_request(), Some(Request::ShmDestroy { handle }));
     assert_eq!(
-        mm.shm_map(handle, 10_000, 0, RW).map(|m| m.leak()),
+        mm.shm_map(handle, 0, RW).map(|m| m.leak()),
         Err(Error::Mm(MmError::NoSuchHandle))
     );
 }
@@ -694,4 +722,89 @@ fn statistics_and_lifecycle() {
         s.last_request(),
         Some(Request::FreePages { addr, order: 3 })
     );
+}
+
+#[test]
+fn aligned_mappings_take_one_request() {
+    let s = MockMm::new();
+    let mm = s.mm();
+    // Something first, so that the next free place is not aligned.
+    let small = mm.mmap(0, PAGE_SIZE, RW, NONE).unwrap();
+    let before = s.requests();
+    let m = mm
+        .mmap_aligned(0, 3 * PAGE_SIZE, RW, NONE, Align(24))
+        .unwrap();
+    assert_eq!(s.requests(), before + 1);
+    assert_eq!((m.addr() % (16 << 20), m.len()), (0, 3 * PAGE_SIZE));
+    // A fixed address must be aligned; too large an alignment is refused.
+    assert_eq!(
+        mm.mmap_aligned_raw(0x2001_0000, PAGE_SIZE, RW, MapFlags::FIXED, Align(20)),
+        Err(Error::Mm(MmError::Unaligned))
+    );
+    assert_eq!(
+        mm.mmap_aligned_raw(0, PAGE_SIZE, RW, NONE, Align(31)),
+        Err(Error::Mm(MmError::InvalidArgument))
+    );
+    // A coherent buffer aligned in both address spaces.
+    let d = mm.dma_alloc_coherent_aligned(PAGE_SIZE, Align(20)).unwrap();
+    assert_eq!((d.addr() % (1 << 20), d.bus() % (1 << 20)), (0, 0));
+    assert_eq!(
+        mm.dma_alloc_coherent_raw(PAGE_SIZE, Align(23)),
+        Err(Error::Mm(MmError::InvalidArgument))
+    );
+    drop((small, m, d));
+    assert_eq!(s.server().mapped_bytes(), 0);
+}
+
+#[test]
+fn discard_drops_pages_and_keeps_the_region() {
+    let s = MockMm::new();
+    let mut mem = s.clone();
+    let mm = s.mm();
+    let m = mm.mmap(0, 4 * PAGE_SIZE, RW, MapFlags::POPULATE).unwrap();
+    mem.fill(m.addr(), 4 * PAGE_SIZE, 0x5a).unwrap();
+    assert_eq!(s.server().resident_pages(), 4);
+    mm.madvise_dontneed(m.addr() + PAGE_SIZE, 2 * PAGE_SIZE)
+        .unwrap();
+    assert_eq!(s.server().resident_pages(), 2);
+    // One region still, the discarded pages read as zero, the rest kept.
+    assert_eq!(s.server().regions().count(), 1);
+    let mut b = [0xffu8; 2];
+    mem.read(m.addr() + 2 * PAGE_SIZE - 1, &mut b).unwrap();
+    assert_eq!(b, [0, 0]);
+    mem.read(m.addr() + 4 * PAGE_SIZE - 1, &mut b[..1]).unwrap();
+    assert_eq!(b[0], 0x5a);
+    // Errors: a hole, an area, a PFNMAP region, a pinned page.
+    assert_eq!(
+        mm.madvise_dontneed(m.addr() + 4 * PAGE_SIZE, PAGE_SIZE),
+        Err(Error::Mm(MmError::NotMapped))
+    );
+    let p = mm.alloc_pages(0, Gfp::default()).unwrap();
+    assert_eq!(
+        mm.madvise_dontneed(p.addr(), PAGE_SIZE),
+        Err(Error::Mm(MmError::Busy))
+    );
+    let pf = mm.mmap(0, PAGE_SIZE, RW, MapFlags::PFNMAP).unwrap();
+    assert_eq!(
+        mm.madvise_dontneed(pf.addr(), PAGE_SIZE),
+        Err(Error::Mm(MmError::InvalidArgument))
+    );
+    let pins = mm.get_user_pages_fast(m.addr(), 1, true).unwrap();
+    assert_eq!(m.discard(), Err(Error::Mm(MmError::Busy)));
+    drop(pins);
+    m.discard().unwrap();
+    assert_eq!(s.server().resident_pages(), 1, "the page block only");
+}
+
+#[test]
+fn map_replies_carry_the_length() {
+    let s = MockMm::new();
+    let mm = s.mm();
+    let obj = mm.shm_create(3 * PAGE_SIZE + 1).unwrap();
+    // A client told only the handle learns the size from the reply.
+    let m = mm.shm_map(obj.handle(), 0, RW).unwrap();
+    assert_eq!(m.len(), 4 * PAGE_SIZE);
+    let src = mm.mmap(0, PAGE_SIZE, RW, NONE).unwrap();
+    let d = mm.memdup_user(MOCK_CLIENT, src.addr(), 10).unwrap();
+    assert_eq!(d.len(), PAGE_SIZE);
 }

@@ -11,8 +11,10 @@ use crate::arena::BLOCK_BYTES;
 use crate::heap::{Heap, HeapConfig, HeapError};
 use crate::mempool;
 use crate::mock::MockMm;
-use crate::protocol::{Gfp, MapFlags, MmError, Prot, Request};
-use crate::transport::Error;
+use crate::protocol::{
+    Align, Gfp, LABEL_OK, MAX_WORDS, MapFlags, MmError, Prot, Reply, Request, encode,
+};
+use crate::transport::{CallError, Error};
 
 const MIB: u64 = 1 << 20;
 
@@ -53,20 +55,17 @@ fn the_first_allocation_maps_an_aligned_chunk_and_then_no_ipc() {
     assert_eq!(len, HeapConfig::DEFAULT.first_chunk);
     assert_eq!(base % BLOCK_BYTES, 0);
     assert!(a >= base && a < base + len);
-    // The mock places at 64 KiB: the heap mapped, saw it misaligned,
-    // unmapped, and mapped again at the next aligned address.
+    // The mock places at 64 KiB: one Map asked for the 4 MiB alignment.
     let log = s.server().log[1..].to_vec();
-    assert_eq!(log.len(), 3);
-    assert!(matches!(log[0], Request::Map { len: l, flags: MapFlags(0), .. } if l == len));
-    assert!(matches!(log[1], Request::Unmap { .. }));
     assert_eq!(
-        log[2],
-        Request::Map {
-            addr: base,
+        log,
+        [Request::Map {
+            addr: 0,
             len,
             prot: Prot::READ_WRITE,
-            flags: MapFlags::FIXED_NOREPLACE
-        }
+            flags: MapFlags::default(),
+            align: Align(22),
+        }]
     );
     // The mapped region is exactly the chunk.
     let (start, region) = s.server().region_at(base).unwrap();
@@ -80,8 +79,8 @@ fn the_first_allocation_maps_an_aligned_chunk_and_then_no_ipc() {
     }
     assert_eq!(s.requests(), before, "no IPC on the slab's paths");
     // A working set of 15 MB allocated and freed: the only requests are
-    // the trims that give the freed pages back (Map FIXED over free
-    // blocks), one per block.
+    // the trims that give the freed pages back (a Discard of each free
+    // block), one per block.
     let mut live = Vec::new();
     for i in 0..10_000 {
         live.push(h.kmalloc(1 + i % 3000).unwrap());
@@ -95,13 +94,11 @@ fn the_first_allocation_maps_an_aligned_chunk_and_then_no_ipc() {
         h.kfree(a).unwrap();
     }
     let trims = s.server().requests_since(before).to_vec();
-    assert!(trims.iter().all(|r| matches!(
-        r,
-        Request::Map {
-            flags: MapFlags::FIXED,
-            ..
-        }
-    )));
+    assert!(!trims.is_empty());
+    assert!(trims.iter().all(|r| matches!(r, Request::Discard { .. })));
+    // The chunk is still one region: discarding never splits it.
+    let (start, region) = s.server().region_at(base).unwrap();
+    assert_eq!((start, region.len), (base, len));
     assert!(h.stats().arena.dirty_free_pages * PAGE_SIZE <= HeapConfig::DEFAULT.retain);
     h.kfree(a).unwrap();
     h.validate().unwrap();
@@ -109,39 +106,38 @@ fn the_first_allocation_maps_an_aligned_chunk_and_then_no_ipc() {
 }
 
 #[test]
-fn chunks_are_aligned_by_trimming_when_the_aligned_place_is_taken() {
+fn a_misaligned_chunk_from_the_server_is_given_back() {
     let (s, mut h) = heap(small());
-    let other = s
-        .mm()
-        .mmap(0, 64 << 10, Prot::READ, MapFlags::default())
-        .unwrap();
-    s.server().fail_next(
-        |r| {
-            matches!(
-                r,
-                Request::Map {
-                    flags: MapFlags::FIXED_NOREPLACE,
-                    ..
-                }
-            )
+    // A server that ignores the alignment: its reply is refused.
+    let mut words = [0; MAX_WORDS];
+    let n = encode(
+        &Reply::Mapped {
+            addr: 0x10_0001_0000,
+            len: 4 * MIB,
         },
-        MmError::AlreadyMapped,
-        1,
+        &mut words,
     );
+    s.server().reply_raw(LABEL_OK, &words[..n]);
+    assert_eq!(
+        h.kmalloc(64),
+        Err(HeapError::Grow(Error::Call(CallError::BadReply)))
+    );
+    assert_eq!(
+        s.last_request(),
+        Some(Request::Unmap {
+            addr: 0x10_0001_0000,
+            len: 4 * MIB
+        })
+    );
+    // The next chunk is aligned, in one request.
+    let before = s.requests();
     let a = h.kmalloc(64).unwrap();
+    assert_eq!(s.requests(), before + 1);
     let (base, len) = h.chunks().next().unwrap();
     assert_eq!((base % BLOCK_BYTES, len), (0, 4 * MIB));
-    let log = s.server().log[1..].to_vec();
-    // Map, Unmap, Map FIXED_NOREPLACE (refused), Map len + 4 MiB, then
-    // the slack on each side unmapped.
-    assert!(matches!(log[3], Request::Map { len: l, .. } if l == 8 * MIB));
-    assert!(log[4..].iter().all(|r| matches!(r, Request::Unmap { .. })));
-    let (start, region) = s.server().region_at(base).unwrap();
-    assert_eq!((start, region.len), (base, len));
     h.kfree(a).unwrap();
     drop(h);
-    drop(other);
-    assert_eq!(s.server().mapped_bytes(), 0, "no slack left behind");
+    assert_eq!(s.server().mapped_bytes(), 0, "nothing left behind");
 }
 
 #[test]
@@ -280,18 +276,11 @@ fn free_pages_go_back_to_the_server_beyond_the_retained_amount() {
     let before = s.requests();
     h.kfree(blocks[0]).unwrap();
     // 1 MiB dirty and free > 256 KiB retained: trimmed down to 128 KiB or
-    // less with Map FIXED over the free blocks.
+    // less by discarding free blocks.
     let trims: Vec<Request> = s.server().requests_since(before).to_vec();
     assert!(!trims.is_empty());
     for r in &trims {
-        assert!(matches!(
-            r,
-            Request::Map {
-                flags: MapFlags::FIXED,
-                prot: Prot::READ_WRITE,
-                ..
-            }
-        ));
+        assert!(matches!(r, Request::Discard { .. }), "{r:?}");
     }
     assert!(h.stats().arena.dirty_free_pages <= (128 << 10) / PAGE_SIZE);
     assert!(s.server().resident_pages() <= resident - 256 + 32);
@@ -316,19 +305,8 @@ fn a_refused_trim_backs_off() {
     let mut mem = s.clone();
     let a = h.kmalloc(MIB as usize).unwrap();
     mem.fill(a, MIB, 1).unwrap();
-    s.server().fail_next(
-        |r| {
-            matches!(
-                r,
-                Request::Map {
-                    flags: MapFlags::FIXED,
-                    ..
-                }
-            )
-        },
-        MmError::Busy,
-        1,
-    );
+    s.server()
+        .fail_next(|r| matches!(r, Request::Discard { .. }), MmError::Busy, 1);
     h.kfree(a).unwrap();
     let stats = h.stats();
     assert_eq!(stats.trim_failures, 1);

@@ -1,5 +1,6 @@
-//! Unit tests of the typed calls, the handles, the heap and the global heap against the mock server.
+//! Unit tests of the typed calls, the handles, the heap, the global heap and the DMA pools against the mock server.
 
 mod calls;
+mod dmapool;
 mod global;
 mod heap;

@@ -270,3 +270,78 @@ pub fn counter() -> u64 {
     #[cfg(not(target_arch = "aarch64"))]
     0
 }
+
+/// A page of shared memory two clients of the MM server talk through.
+///
+/// Clients hold no capability to each other, only to the MM server, so
+/// the demo's clients coordinate through a shared object one creates and
+/// grants to the other: word `i` of the page at `base` is a mailbox slot,
+/// read and written with `rt::mem` (fresh loads and stores every time).
+pub mod mailbox {
+    use abi::Word;
+
+    /// Slot: the state the demo asks for (see each program).
+    pub const COMMAND: Word = 0;
+    /// Slot: the state the peer reached.
+    pub const STATE: Word = 1;
+    /// Slots for values the peer reports (addresses, counts).
+    pub const VALUE: Word = 2;
+
+    /// Reads slot `i`.
+    pub fn get(base: Word, i: Word) -> Word {
+        rt::mem::read_u64(base + i * 8).unwrap_or(Word::MAX)
+    }
+
+    /// Writes slot `i`.
+    pub fn put(base: Word, i: Word, value: Word) {
+        let _ = rt::mem::write_u64(base + i * 8, value);
+    }
+
+    /// Yields between tries of `attempt` (each costs the MM server a
+    /// message, so only every `YIELDS` yields) until it succeeds; gives up
+    /// after `tries` attempts.
+    pub fn poll<T, E>(tries: u64, mut attempt: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+        let mut last = attempt();
+        for _ in 0..tries {
+            if last.is_ok() {
+                break;
+            }
+            for _ in 0..YIELDS {
+                rt::yield_now();
+            }
+            last = attempt();
+        }
+        last
+    }
+
+    /// Maps the first shared object granted to this client, waiting until
+    /// one is: `map(handle)` maps one (`Mm::shm_map`); handles are small
+    /// numbers, so it tries the first 16 at each attempt.
+    pub fn attach<M, E>(mut map: impl FnMut(u64) -> Result<M, E>) -> Result<M, E> {
+        poll(10_000_000, || {
+            let mut last = map(1);
+            for handle in 2..=16 {
+                if last.is_ok() {
+                    break;
+                }
+                last = map(handle);
+            }
+            last
+        })
+    }
+
+    /// Yields between two attempts of [`poll`].
+    pub const YIELDS: u32 = 256;
+
+    /// Yields until slot `i` holds `value` (at most `tries` yields);
+    /// whether it did.
+    pub fn wait(base: Word, i: Word, value: Word, tries: u64) -> bool {
+        for _ in 0..tries {
+            if get(base, i) == value {
+                return true;
+            }
+            rt::yield_now();
+        }
+        get(base, i) == value
+    }
+}

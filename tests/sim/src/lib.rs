@@ -7,14 +7,24 @@
 //! client's death (`ClientDied`). The server runs with a hook that checks
 //! every invariant and frame conservation after each message and records
 //! the census in a [`Log`]; a violation stops the server with a panic,
-//! which fails the run. [`Mm`] is a client's minimal request API.
+//! which fails the run.
+//!
+//! A client's body gets a [`Client`]: libmm's typed calls ([`libmm::Mm`]
+//! over the real transport, `RtTransport`, so scenarios drive the real
+//! server through the real client library) plus its badge. Hostile tests
+//! that need exact words and labels use the raw helpers ([`raw_call`],
+//! [`Client::call`]).
 
 use std::sync::{Arc, Mutex};
 
+use std::ops::Deref;
+
 use abi::{Badge, CPtr, CapRights, MessageInfo, Word};
+pub use libmm::Error;
+use libmm::RtTransport;
 use libmm::protocol::{
-    self, ClientId, Gfp, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, List, MAX_WORDS,
-    MapFlags, MmError, Prot, Reply, Request, VmallocKind,
+    self, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, MAX_WORDS, MapFlags, MmError,
+    Prot, Reply, Request,
 };
 use mm_server::{Census, ClientSpec, Grants, Server, ServerConfig};
 use sim::{NotificationHandle, Pid, RunReport, Sim, SimConfig, SimError};
@@ -40,7 +50,7 @@ pub struct Log {
     pub phys: mm_server::PhysCounters,
 }
 
-type Body = Box<dyn FnOnce(Mm) + Send + 'static>;
+type Body = Box<dyn FnOnce(Client) + Send + 'static>;
 
 struct ClientDef {
     name: String,
@@ -118,7 +128,7 @@ impl Scenario {
         name: &str,
         grants: Grants,
         quota: u64,
-        body: impl FnOnce(Mm) + Send + 'static,
+        body: impl FnOnce(Client) + Send + 'static,
     ) -> Scenario {
         self.clients.push(ClientDef {
             name: name.into(),
@@ -131,13 +141,13 @@ impl Scenario {
     }
 
     /// Adds a client the run may end without (one the server stops for a
-    /// fatal fault, or one that waits forever).
+    /// fatal fault, or one that waits forever: see [`park`]).
     pub fn daemon_client(
         mut self,
         name: &str,
         grants: Grants,
         quota: u64,
-        body: impl FnOnce(Mm) + Send + 'static,
+        body: impl FnOnce(Client) + Send + 'static,
     ) -> Scenario {
         self.clients.push(ClientDef {
             name: name.into(),
@@ -174,20 +184,28 @@ impl Scenario {
         } else {
             None
         };
+        // Never signalled: where a daemon client parks for good.
+        let parking = sim.notification().expect("notification");
         for (i, c) in self.clients.into_iter().enumerate() {
             let b = badge(i);
             let mut p = sim
                 .process(&c.name)
                 .endpoint("mm", &ep, Badge(b), CapRights::ALL)
+                .notification(PARK, &parking, Badge(0), CapRights::ALL)
                 .fault_handler(&ep, Badge(b));
             if c.daemon {
                 p = p.daemon();
             }
             let body = c.body;
+            let client_log = log.clone();
             let pid = p
                 .spawn(move |boot| {
-                    let ep = CPtr(boot.find("mm").expect("mm cap").slot);
-                    body(Mm { ep, badge: b })
+                    let mm = libmm::Mm::from_boot_info(boot).expect("mm cap");
+                    body(Client {
+                        mm,
+                        badge: b,
+                        log: client_log,
+                    })
                 })
                 .expect("spawn client");
             config.clients.push(ClientSpec {
@@ -207,17 +225,13 @@ impl Scenario {
                 .notification("deaths", n, Badge(0), CapRights::ALL)
                 .daemon()
                 .spawn(move |boot| {
-                    let mm = Mm {
-                        ep: CPtr(boot.find("mm").expect("mm").slot),
-                        badge: SUPERVISOR,
-                    };
+                    let mm = libmm::Mm::from_boot_info(boot).expect("mm");
                     let deaths = CPtr(boot.find("deaths").expect("deaths").slot);
                     loop {
                         let word = rt::wait(deaths).0;
                         for (i, &b) in badges.iter().enumerate() {
                             if word & (1 << i) != 0 {
-                                let r = mm.call(&Request::ClientDied { client: b });
-                                assert_eq!(r, Answer::Ok(Reply::Done), "ClientDied({b:#x})");
+                                assert_eq!(mm.client_died(b), Ok(()), "ClientDied({b:#x})");
                             }
                         }
                     }
@@ -281,6 +295,7 @@ impl Scenario {
             clients,
             server,
             _ntfn: ntfn,
+            _parking: parking,
         }
     }
 }
@@ -296,6 +311,7 @@ pub struct World {
     /// The server's pid.
     pub server: Pid,
     _ntfn: Option<NotificationHandle>,
+    _parking: NotificationHandle,
 }
 
 impl World {
@@ -349,6 +365,25 @@ impl World {
         self.sim.console_of(self.server)
     }
 
+    /// How many syscalls the first client made (after a run).
+    pub fn first_client_syscalls(&self) -> u64 {
+        self.sim.syscall_count(self.clients[0].0)
+    }
+
+    /// Runs a machine whose first client was told to die at its `n`th
+    /// syscall ([`Sim::kill_at_syscall`]), and checks that it did (`seed`
+    /// names the run in failures) and that everything came back — the
+    /// server having checked every invariant after each message.
+    pub fn run_killed(&self, n: u64, seed: u64) {
+        self.run_ok();
+        assert_eq!(
+            self.sim.status(self.clients[0].0),
+            Some(sim::ExitReason::KilledAtSyscall(n)),
+            "seed {seed}"
+        );
+        self.assert_all_returned();
+    }
+
     /// Asserts that the last census shows nothing held by any client or
     /// shared object, and every frame not in page tables back free.
     pub fn assert_all_returned(&self) {
@@ -367,7 +402,7 @@ impl World {
     }
 }
 
-/// A reply as a client sees it.
+/// A reply as a client sees it, from the raw words and label.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -381,13 +416,67 @@ pub enum Answer {
     Other(Word, Vec<Word>),
 }
 
-/// A client's handle on the MM server: its endpoint cap.
-#[derive(Clone, Copy, Debug)]
-pub struct Mm {
-    /// The endpoint cap.
-    pub ep: CPtr,
+/// A client's connection to the MM server: libmm's typed calls (through
+/// `Deref`) over the real transport, its badge, and a view of the server's
+/// log (to count the requests it made).
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// libmm's connection.
+    pub mm: libmm::Mm<RtTransport>,
     /// The client's own badge (its id in requests).
     pub badge: u64,
+    log: Arc<Mutex<Log>>,
+}
+
+impl Deref for Client {
+    type Target = libmm::Mm<RtTransport>;
+    fn deref(&self) -> &Self::Target {
+        &self.mm
+    }
+}
+
+impl Client {
+    /// The endpoint cap to the server.
+    pub fn ep(&self) -> CPtr {
+        self.mm.transport().endpoint()
+    }
+
+    /// Sends a request with the raw IPC helpers (not libmm's transport)
+    /// and returns the answer exactly as the words and label say.
+    pub fn call(&self, req: &Request) -> Answer {
+        let mut words = [0; MAX_WORDS];
+        let n = protocol::encode(req, &mut words);
+        let (info, out) = raw_call(self.ep(), LABEL_REQUEST, &words[..n]);
+        match info.label() {
+            LABEL_OK => match protocol::decode(&out) {
+                Ok(r) => Answer::Ok(r),
+                Err(_) => Answer::Other(LABEL_OK, out),
+            },
+            LABEL_ERROR => match out.first().and_then(|&c| MmError::from_code(c)) {
+                Some(e) => Answer::Err(e),
+                None => Answer::Other(LABEL_ERROR, out),
+            },
+            LABEL_MALFORMED => Answer::Malformed,
+            l => Answer::Other(l, out),
+        }
+    }
+
+    /// How many requests (not faults) from this client the server has
+    /// handled so far: a client counts its own IPC with it. (The server
+    /// logs a message before it replies, so a call that returned is
+    /// counted.)
+    pub fn requests_made(&self) -> usize {
+        let log = self.log.lock().expect("log");
+        log.events
+            .iter()
+            .filter(|e| e.0 == self.badge && e.1 == LABEL_REQUEST)
+            .count()
+    }
+
+    /// The caller's resident pages (its accounting, which must be there).
+    pub fn resident(&self) -> u64 {
+        self.mm.client_stats().expect("client stats").resident_pages
+    }
 }
 
 /// Sends `label` with `words` on `ep` and returns the reply's label and words.
@@ -408,174 +497,37 @@ pub fn raw_call(ep: CPtr, label: Word, words: &[Word]) -> (MessageInfo, Vec<Word
     (info, out)
 }
 
-impl Mm {
-    /// Sends a request and returns the answer.
-    pub fn call(&self, req: &Request) -> Answer {
-        let mut words = [0; MAX_WORDS];
-        let n = protocol::encode(req, &mut words);
-        let (info, out) = raw_call(self.ep, LABEL_REQUEST, &words[..n]);
-        match info.label() {
-            LABEL_OK => match protocol::decode(&out) {
-                Ok(r) => Answer::Ok(r),
-                Err(_) => Answer::Other(LABEL_OK, out),
-            },
-            LABEL_ERROR => match out.first().and_then(|&c| MmError::from_code(c)) {
-                Some(e) => Answer::Err(e),
-                None => Answer::Other(LABEL_ERROR, out),
-            },
-            LABEL_MALFORMED => Answer::Malformed,
-            l => Answer::Other(l, out),
-        }
-    }
+/// The syscall at which to kill a client for `seed`, among the `total` it
+/// makes when left alone: spread over the whole run as seeds go.
+pub fn kill_point(seed: u64, total: u64) -> u64 {
+    1 + seed.wrapping_mul(7919).wrapping_add(13) % total.max(1)
+}
 
-    /// A request whose success carries no value.
-    pub fn done(&self, req: &Request) -> Result<(), MmError> {
-        match self.call(req) {
-            Answer::Ok(Reply::Done) => Ok(()),
-            Answer::Err(e) => Err(e),
-            a => panic!("unexpected answer to {req:?}: {a:?}"),
-        }
-    }
+/// What a refused request returns: `Err(Error::Mm(e))`.
+pub fn refused<T>(e: MmError) -> Result<T, Error> {
+    Err(Error::Mm(e))
+}
 
-    /// A request answered with `Mapped`.
-    pub fn mapped(&self, req: &Request) -> Result<u64, MmError> {
-        match self.call(req) {
-            Answer::Ok(Reply::Mapped { addr }) => Ok(addr),
-            Answer::Err(e) => Err(e),
-            a => panic!("unexpected answer to {req:?}: {a:?}"),
-        }
+/// The refusal of a call that must be refused (for calls returning RAII
+/// handles, which cannot be compared); panics if it succeeded or the
+/// transport failed.
+pub fn refusal<T>(r: Result<T, Error>) -> MmError {
+    match r {
+        Err(Error::Mm(e)) => e,
+        Err(e) => panic!("the transport failed: {e}"),
+        Ok(_) => panic!("expected a refusal, got success"),
     }
+}
 
-    /// mmap.
-    pub fn map(&self, addr: u64, len: u64, prot: Prot, flags: MapFlags) -> Result<u64, MmError> {
-        self.mapped(&Request::Map {
-            addr,
-            len,
-            prot,
-            flags,
-        })
-    }
+/// The name of the notification every client holds and no one signals.
+pub const PARK: &str = "park";
 
-    /// munmap.
-    pub fn unmap(&self, addr: u64, len: u64) -> Result<(), MmError> {
-        self.done(&Request::Unmap { addr, len })
-    }
-
-    /// mprotect.
-    pub fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), MmError> {
-        self.done(&Request::Protect { addr, len, prot })
-    }
-
-    /// Populate.
-    pub fn populate(&self, addr: u64, len: u64) -> Result<(), MmError> {
-        self.done(&Request::Populate { addr, len })
-    }
-
-    /// A request answered with `Pages`.
-    pub fn pages(&self, req: &Request) -> Result<(u64, u64), MmError> {
-        match self.call(req) {
-            Answer::Ok(Reply::Pages { addr, pfn }) => Ok((addr, pfn)),
-            Answer::Err(e) => Err(e),
-            a => panic!("unexpected answer to {req:?}: {a:?}"),
-        }
-    }
-
-    /// alloc_pages.
-    pub fn alloc_pages(&self, order: u8, gfp: Gfp) -> Result<(u64, u64), MmError> {
-        self.pages(&Request::AllocPages { order, gfp })
-    }
-
-    /// vmalloc.
-    pub fn vmalloc(&self, size: u64, kind: VmallocKind) -> Result<u64, MmError> {
-        self.mapped(&Request::Vmalloc { size, kind })
-    }
-
-    /// vmap.
-    pub fn vmap(&self, pfns: &[u64], prot: Prot) -> Result<u64, MmError> {
-        self.mapped(&Request::Vmap {
-            pfns: List::from_slice(pfns).expect("at most 90 frames"),
-            prot,
-        })
-    }
-
-    /// ShmCreate.
-    pub fn shm_create(&self, size: u64) -> Result<u64, MmError> {
-        match self.call(&Request::ShmCreate { size }) {
-            Answer::Ok(Reply::Handle { handle }) => Ok(handle),
-            Answer::Err(e) => Err(e),
-            a => panic!("unexpected answer: {a:?}"),
-        }
-    }
-
-    /// A copy request: the bytes not copied.
-    pub fn not_copied(&self, req: &Request) -> Result<u64, MmError> {
-        match self.call(req) {
-            Answer::Ok(Reply::NotCopied { bytes }) => Ok(bytes),
-            Answer::Err(e) => Err(e),
-            a => panic!("unexpected answer to {req:?}: {a:?}"),
-        }
-    }
-
-    /// copy_to_user.
-    pub fn copy_to_user(
-        &self,
-        client: ClientId,
-        dst: u64,
-        src: u64,
-        len: u64,
-    ) -> Result<u64, MmError> {
-        self.not_copied(&Request::CopyToUser {
-            client,
-            dst,
-            src,
-            len,
-        })
-    }
-
-    /// copy_from_user.
-    pub fn copy_from_user(
-        &self,
-        client: ClientId,
-        dst: u64,
-        src: u64,
-        len: u64,
-    ) -> Result<u64, MmError> {
-        self.not_copied(&Request::CopyFromUser {
-            client,
-            dst,
-            src,
-            len,
-        })
-    }
-
-    /// FollowPfn.
-    pub fn follow_pfn(&self, addr: u64) -> Result<u64, MmError> {
-        match self.call(&Request::FollowPfn { addr }) {
-            Answer::Ok(Reply::Pfn { pfn }) => Ok(pfn),
-            Answer::Err(e) => Err(e),
-            a => panic!("unexpected answer: {a:?}"),
-        }
-    }
-
-    /// The caller's accounting.
-    pub fn stats(&self) -> libmm::protocol::ClientInfo {
-        match self.call(&Request::ClientStats) {
-            Answer::Ok(Reply::Client(c)) => c,
-            a => panic!("unexpected answer: {a:?}"),
-        }
-    }
-
-    /// Zone statistics.
-    pub fn zones(&self) -> Vec<libmm::protocol::ZoneInfo> {
-        match self.call(&Request::ZoneStats) {
-            Answer::Ok(Reply::Zones { zones }) => zones.as_slice().to_vec(),
-            a => panic!("unexpected answer: {a:?}"),
-        }
-    }
-
-    /// Exit.
-    pub fn exit(&self) {
-        assert_eq!(self.done(&Request::Exit), Ok(()));
+/// Waits forever (a daemon client keeping what it holds to the end of the
+/// run, so the harness can inspect it afterwards).
+pub fn park() -> ! {
+    let ntfn = CPtr(rt::boot_info().find(PARK).expect("park cap").slot);
+    loop {
+        rt::wait(ntfn);
     }
 }
 

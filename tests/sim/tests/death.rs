@@ -11,107 +11,75 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use libmm::protocol::{Gfp, List, MapFlags, Prot, Reply, Request, VmallocKind};
+use libmm::protocol::{Gfp, MapFlags, Prot};
 use mm_server::Grants;
 use sim_scenarios::*;
 
 /// The victim's workload; `shared` receives its shared object's handle.
-fn workload(mm: Mm, shared: &AtomicU64, exit: bool) {
-    let a = mm.map(0, 32 * PAGE, RW, NOFLAGS).unwrap();
+/// Every handle is given up at once (`leak`, `into_raw`): a client killed
+/// mid-way must not count on its drops.
+fn workload(mm: Client, shared: &AtomicU64, exit: bool) {
+    let a = mm.mmap_raw(0, 32 * PAGE, RW, NOFLAGS).unwrap();
     for i in 0..8 {
         poke(a + i * PAGE, i + 1);
     }
-    let b = mm.map(0, 16 * PAGE, RW, MapFlags::POPULATE).unwrap();
-    mm.protect(b, 4 * PAGE, Prot::READ).unwrap();
+    let b = mm.mmap_raw(0, 16 * PAGE, RW, MapFlags::POPULATE).unwrap();
+    mm.mprotect(b, 4 * PAGE, Prot::READ).unwrap();
     let h = mm
-        .map(0, 2 * MIB2, RW, MapFlags::HUGE.union(MapFlags::POPULATE))
+        .mmap_raw(0, 2 * MIB2, RW, MapFlags::HUGE.union(MapFlags::POPULATE))
         .unwrap();
     poke(h + MIB2 + 8, 3);
-    mm.unmap(h + PAGE, PAGE).unwrap();
-    let (p, pfn) = mm.alloc_pages(2, Gfp(0)).unwrap();
+    mm.munmap(h + PAGE, PAGE).unwrap();
+    let (p, pfn, _) = mm.alloc_pages(2, Gfp(0)).unwrap().into_raw();
     poke(p, 9);
-    let v = mm.vmalloc(5 * PAGE, VmallocKind::Zeroed).unwrap();
+    let v = mm.vzalloc(5 * PAGE).unwrap().leak();
     poke(v + 4 * PAGE, 1);
-    let m = mm.vmap(&[pfn, pfn + 1], Prot::READ).unwrap();
+    let m = mm.vmap(&[pfn, pfn + 1], Prot::READ).unwrap().leak();
     assert_eq!(peek(m), 9);
-    let s = mm.shm_create(4 * PAGE).unwrap();
+    let s = mm.shm_create(4 * PAGE).unwrap().leak();
     // The peer may have ended already (NoSuchHandle then).
-    let _ = mm.done(&Request::ShmGrant {
-        handle: s,
-        to: badge(1),
-        prot: Prot::READ_WRITE,
-    });
-    let sa = mm
-        .mapped(&Request::ShmMap {
-            handle: s,
-            addr: 0,
-            prot: Prot::READ_WRITE,
-        })
-        .unwrap();
+    let _ = mm.shm_grant(s, badge(1), Prot::READ_WRITE);
+    let sa = mm.shm_map(s, 0, Prot::READ_WRITE).unwrap().leak();
     poke(sa, 77);
     shared.store(s, Ordering::SeqCst);
-    assert!(matches!(
-        mm.call(&Request::GetUserPagesFast {
-            addr: a,
-            count: 2,
-            write: true
-        }),
-        Answer::Ok(Reply::Pfns { .. })
-    ));
-    let pf = mm.map(0, 4 * PAGE, RW, MapFlags::PFNMAP).unwrap();
-    mm.done(&Request::VmInsertPage {
-        addr: pf,
-        pfn: pfn + 2,
-    })
-    .unwrap();
-    assert!(matches!(
-        mm.call(&Request::DmaAllocCoherent { size: 2 * PAGE }),
-        Answer::Ok(Reply::Dma { .. })
-    ));
+    mm.get_user_pages_fast(a, 2, true).unwrap().leak();
+    let pf = mm.mmap_raw(0, 4 * PAGE, RW, MapFlags::PFNMAP).unwrap();
+    mm.vm_insert_page(pf, pfn + 2).unwrap();
+    mm.dma_alloc_coherent(2 * PAGE).unwrap().leak();
     assert_eq!(mm.copy_to_user(mm.badge, a + 16 * PAGE, b, 2 * PAGE), Ok(0));
-    let d = mm
-        .mapped(&Request::MemdupUser {
-            client: mm.badge,
-            src: a,
-            len: 100,
-        })
-        .unwrap();
+    let d = mm.memdup_user(mm.badge, a, 100).unwrap().leak();
     assert_eq!(peek(d), 1);
-    let _g = mm.map(0, 4 * PAGE, Prot::NONE, MapFlags::GUARD).unwrap();
-    let r = mm
-        .mapped(&Request::VmMapRam {
-            pfns: List::from_slice(&[pfn + 3]).unwrap(),
-        })
+    let _g = mm
+        .mmap_raw(0, 4 * PAGE, Prot::NONE, MapFlags::GUARD)
         .unwrap();
+    let r = mm.vm_map_ram(&[pfn + 3]).unwrap().leak();
     poke(r, 5);
     if exit {
-        mm.exit();
+        mm.exit().unwrap();
     }
 }
 
 /// The peer: maps the victim's shared object when it appears, uses it, and
 /// keeps memory of its own.
-fn peer(mm: Mm, shared: &AtomicU64) {
-    let own = mm.map(0, 8 * PAGE, RW, MapFlags::POPULATE).unwrap();
+fn peer(mm: Client, shared: &AtomicU64) {
+    let own = mm.mmap_raw(0, 8 * PAGE, RW, MapFlags::POPULATE).unwrap();
     poke(own, 1);
     for _ in 0..2000 {
         let h = shared.load(Ordering::SeqCst);
         if h != 0 {
             // The victim may be dead already (and its object gone).
-            if let Ok(addr) = mm.mapped(&Request::ShmMap {
-                handle: h,
-                addr: 0,
-                prot: Prot::READ,
-            }) {
-                let _ = peek(addr);
-                mm.unmap(addr, 4 * PAGE).unwrap();
+            if let Ok(m) = mm.shm_map(h, 0, Prot::READ) {
+                // The reply says how long: the peer was told only the handle.
+                assert_eq!(m.len(), 4 * PAGE);
+                let _ = peek(m.addr());
+                m.munmap().unwrap();
             }
             break;
         }
         rt::yield_now();
     }
     assert_eq!(peek(own), 1);
-    mm.unmap(own, 8 * PAGE).unwrap();
+    mm.munmap(own, 8 * PAGE).unwrap();
 }
 
 /// Builds the machine; `kill_at`: the victim's syscall to die at.
@@ -147,19 +115,11 @@ fn clients_killed_at_random_syscalls_return_everything() {
     // How many syscalls the whole workload makes.
     let w = machine(7, None, true);
     w.run_ok();
-    let total = w.sim.syscall_count(w.clients[0].0);
+    let total = w.first_client_syscalls();
     assert!(total >= 20, "{total}");
-    let seeds = 100;
-    for seed in 0..seeds {
-        let n = 1 + (seed * 7919 + 13) % total;
-        let w = machine(seed, Some(n), true);
-        w.run_ok();
-        assert_eq!(
-            w.sim.status(w.clients[0].0),
-            Some(sim::ExitReason::KilledAtSyscall(n)),
-            "seed {seed}"
-        );
-        w.assert_all_returned();
+    for seed in 0..100 {
+        let n = kill_point(seed, total);
+        machine(seed, Some(n), true).run_killed(n, seed);
     }
 }
 

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use abi::{Badge, CPtr, CapRights, MessageInfo, Word};
 use libmm::protocol::{
-    self, Gfp, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, List, MAX_WORDS, MapFlags,
-    Prot, Reply, Request, VmallocKind,
+    self, Align, Gfp, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, List, MAX_WORDS,
+    MapFlags, Prot, Reply, Request, VmallocKind,
 };
 use mm_server::{ClientSpec, Grants, Server, ServerConfig};
 use proptest::prelude::*;
@@ -91,12 +91,21 @@ fn request(v: u64, raw: &[u64; 6], known: &[u64], me: u64, clients: &[u64]) -> R
             .collect();
         List::from_slice(&v).unwrap()
     };
-    match v % 43 {
+    // log2 of an alignment: mostly sensible, sometimes past the limits.
+    let align = |i: usize| {
+        Align(if wild {
+            (raw[i] % 70) as u8
+        } else {
+            [0, 12, 16, 21, 22][(raw[i] % 5) as usize]
+        })
+    };
+    match v % 45 {
         0 => Request::Map {
             addr: f(0),
             len: f(1) % (4 * MIB2 + 1),
             prot: prot(2),
             flags: MapFlags((raw[3] % 128) as u16),
+            align: align(4),
         },
         1 => Request::Unmap {
             addr: f(0),
@@ -236,6 +245,7 @@ fn request(v: u64, raw: &[u64; 6], known: &[u64], me: u64, clients: &[u64]) -> R
         },
         34 => Request::DmaAllocCoherent {
             size: f(0) % (MIB2 + 1),
+            align: align(1),
         },
         35 => Request::DmaFreeCoherent {
             addr: f(0),
@@ -252,12 +262,22 @@ fn request(v: u64, raw: &[u64; 6], known: &[u64], me: u64, clients: &[u64]) -> R
             len: f(1) % (64 * PAGE + 1),
             prot: prot(2),
             flags: MapFlags::POPULATE,
+            align: align(3),
         },
         41 => Request::Map {
             addr: 0,
             len: (f(1) % 8 + 1) * MIB2,
             prot: Prot::READ_WRITE,
             flags: MapFlags::HUGE,
+            align: Align::default(),
+        },
+        42 => Request::Discard {
+            addr: f(0),
+            len: f(1),
+        },
+        43 => Request::Discard {
+            addr: f(0) & !(PAGE - 1),
+            len: (f(1) % 64 + 1) * PAGE,
         },
         _ => Request::Unmap {
             addr: f(0) & !(MIB2 - 1),
@@ -270,7 +290,7 @@ fn request(v: u64, raw: &[u64; 6], known: &[u64], me: u64, clients: &[u64]) -> R
 /// virtual addresses also go to `vas`.
 fn learn(reply: &Reply, known: &mut Vec<u64>, vas: &mut Vec<u64>) {
     match reply {
-        Reply::Mapped { addr } | Reply::Pages { addr, .. } | Reply::Dma { addr, .. } => {
+        Reply::Mapped { addr, .. } | Reply::Pages { addr, .. } | Reply::Dma { addr, .. } => {
             if vas.len() < 32 {
                 vas.push(*addr);
             } else {
@@ -287,7 +307,10 @@ fn learn(reply: &Reply, known: &mut Vec<u64>, vas: &mut Vec<u64>) {
         }
     };
     match reply {
-        Reply::Mapped { addr } => add(*addr),
+        Reply::Mapped { addr, len } => {
+            add(*addr);
+            add(addr.wrapping_add(len.saturating_sub(PAGE)));
+        }
         Reply::Pages { addr, pfn } => {
             add(*addr);
             add(pfn * PAGE);
@@ -380,8 +403,8 @@ fn fuzz_dispatch(seed: u64, messages: usize) {
         };
         // The victim: memory of every kind, then never touched again.
         for req in [
-            Request::Map { addr: 0, len: 8 * PAGE, prot: Prot::READ_WRITE, flags: MapFlags::POPULATE },
-            Request::Map { addr: 0, len: MIB2, prot: Prot::READ_WRITE, flags: MapFlags::POPULATE.union(MapFlags::HUGE) },
+            Request::Map { addr: 0, len: 8 * PAGE, prot: Prot::READ_WRITE, flags: MapFlags::POPULATE, align: Align::default() },
+            Request::Map { addr: 0, len: MIB2, prot: Prot::READ_WRITE, flags: MapFlags::POPULATE.union(MapFlags::HUGE), align: Align::default() },
             Request::Vmalloc { size: 3 * PAGE, kind: VmallocKind::Zeroed },
             Request::ShmCreate { size: 2 * PAGE },
             Request::ShmMap { handle: 1, addr: 0, prot: Prot::READ_WRITE },
@@ -533,11 +556,11 @@ proptest! {
             .ram(24 << 20)
             .seeded(seed)
             .client("victim", Grants::default(), 1000, move |mm| {
-                let a = mm.map(0, 4 * PAGE, RW, MapFlags::POPULATE).unwrap();
+                let a = mm.mmap_raw(0, 4 * PAGE, RW, MapFlags::POPULATE).unwrap();
                 for i in 0..4 {
                     poke(a + i * PAGE + 8, 0x5eed + i);
                 }
-                let before = mm.stats();
+                let before = mm.client_stats().unwrap();
                 // Until the attacker is done (or was stopped by a forged fault).
                 for _ in 0..5000 {
                     if *d2.lock().unwrap() {
@@ -548,9 +571,9 @@ proptest! {
                 for i in 0..4 {
                     assert_eq!(peek(a + i * PAGE + 8), 0x5eed + i);
                 }
-                let after = mm.stats();
+                let after = mm.client_stats().unwrap();
                 assert_eq!((before.resident_pages, before.regions), (after.resident_pages, after.regions));
-                mm.unmap(a, 4 * PAGE).unwrap();
+                mm.munmap(a, 4 * PAGE).unwrap();
             })
             .daemon_client("attacker", Grants::all(), 1000, move |mm| {
                 for m in msgs {
@@ -570,7 +593,7 @@ proptest! {
                         rt::set_cap(i, CPtr(c));
                     }
                     let info = MessageInfo::new(label, 0, m.caps as usize, n);
-                    let _ = rt::call_with_mrs(mm.ep, info, &mut mrs);
+                    let _ = rt::call_with_mrs(mm.ep(), info, &mut mrs);
                 }
                 *d3.lock().unwrap() = true;
             })

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use libmm::protocol::{Gfp, MapFlags, MmError, Prot, Request, VmallocKind};
+use libmm::protocol::{Gfp, MapFlags, MmError, Prot};
 use mm_server::Grants;
 use sim_scenarios::*;
 
@@ -26,22 +26,22 @@ fn recycled_frames_never_leak_data() {
         .config(|c| c.zero_pool = [16, 64, 0])
         .client("writer", Grants::all(), 16000, move |mm| {
             // Dirty as many frames as possible, through every family.
-            let a = mm.map(0, 2000 * PAGE, RW, MapFlags::POPULATE).unwrap();
+            let a = mm.mmap_raw(0, 2000 * PAGE, RW, MapFlags::POPULATE).unwrap();
             let h = mm
-                .map(0, 4 * MIB2, RW, MapFlags::POPULATE.union(MapFlags::HUGE))
+                .mmap_raw(0, 4 * MIB2, RW, MapFlags::POPULATE.union(MapFlags::HUGE))
                 .unwrap();
-            let (p, _) = mm.alloc_pages(6, Gfp(0)).unwrap();
-            let v = mm.vmalloc(100 * PAGE, VmallocKind::Plain).unwrap();
+            let (p, _, _) = mm.alloc_pages(6, Gfp(0)).unwrap().into_raw();
+            let v = mm.vmalloc(100 * PAGE).unwrap().leak();
             let fill = vec![0xa5u8; PAGE as usize];
             for (base, n) in [(a, 2000), (h, 2048), (p, 64), (v, 100)] {
                 for i in 0..n {
                     rt::mem::write_bytes(base + i * PAGE, &fill).unwrap();
                 }
             }
-            mm.unmap(a, 2000 * PAGE).unwrap();
-            mm.unmap(h, 4 * MIB2).unwrap();
-            mm.done(&Request::FreePages { addr: p, order: 6 }).unwrap();
-            mm.done(&Request::Vfree { addr: v }).unwrap();
+            mm.munmap(a, 2000 * PAGE).unwrap();
+            mm.munmap(h, 4 * MIB2).unwrap();
+            mm.free_pages(p, 6).unwrap();
+            mm.vfree(v).unwrap();
             s2.store(1, Ordering::SeqCst);
         })
         .client("reader", Grants::all(), 16000, move |mm| {
@@ -50,33 +50,24 @@ fn recycled_frames_never_leak_data() {
             }
             // Whatever it gets — demand faults, populate, blocks, page
             // blocks, vmalloc, shared objects, DMA — reads as zero.
-            let a = mm.map(0, 3000 * PAGE, RW, NOFLAGS).unwrap();
+            let a = mm.mmap_raw(0, 3000 * PAGE, RW, NOFLAGS).unwrap();
             for i in (0..3000).step_by(7) {
                 assert_eq!(peek(a + i * PAGE + 24), 0);
             }
-            mm.populate(a, 3000 * PAGE).unwrap();
+            mm.mm_populate(a, 3000 * PAGE).unwrap();
             assert!(all_zero(a, 3000 * PAGE));
             let h = mm
-                .map(0, 4 * MIB2, RW, MapFlags::POPULATE.union(MapFlags::HUGE))
+                .mmap_raw(0, 4 * MIB2, RW, MapFlags::POPULATE.union(MapFlags::HUGE))
                 .unwrap();
             assert!(all_zero(h, 4 * MIB2));
-            let (p, _) = mm.alloc_pages(6, Gfp(0)).unwrap();
+            let (p, _, _) = mm.alloc_pages(6, Gfp(0)).unwrap().into_raw();
             assert!(all_zero(p, 64 * PAGE));
-            let v = mm.vmalloc(100 * PAGE, VmallocKind::Plain).unwrap();
+            let v = mm.vmalloc(100 * PAGE).unwrap().leak();
             assert!(all_zero(v, 100 * PAGE));
-            let s = mm.shm_create(50 * PAGE).unwrap();
-            let sa = mm
-                .mapped(&Request::ShmMap {
-                    handle: s,
-                    addr: 0,
-                    prot: RW,
-                })
-                .unwrap();
+            let s = mm.shm_create(50 * PAGE).unwrap().leak();
+            let sa = mm.shm_map(s, 0, RW).map(|m| m.leak()).unwrap();
             assert!(all_zero(sa, 50 * PAGE));
-            let r = mm.call(&Request::DmaAllocCoherent { size: 32 * PAGE });
-            let Answer::Ok(libmm::protocol::Reply::Dma { addr, .. }) = r else {
-                panic!("{r:?}")
-            };
+            let addr = mm.dma_alloc_coherent(32 * PAGE).unwrap().leak();
             assert!(all_zero(addr, 32 * PAGE));
         })
         .build();
@@ -94,15 +85,15 @@ fn page_tables_grow_on_demand() {
         .client("sparse", Grants::default(), 4096, |mm| {
             // One page in each of 700 separate 2 MiB ranges: 700 level-3
             // tables, more than the start-up pool holds.
-            let a = mm.map(0, 700 * MIB2, RW, NOFLAGS).unwrap();
+            let a = mm.mmap_raw(0, 700 * MIB2, RW, NOFLAGS).unwrap();
             for i in 0..700 {
                 poke(a + i * MIB2 + 8, i);
             }
             for i in (0..700).step_by(50) {
                 assert_eq!(peek(a + i * MIB2 + 8), i);
             }
-            assert_eq!(mm.stats().resident_pages, 700);
-            mm.unmap(a, 700 * MIB2).unwrap();
+            assert_eq!(mm.resident(), 700);
+            mm.munmap(a, 700 * MIB2).unwrap();
         })
         .build();
     w.run_ok();
@@ -125,28 +116,25 @@ fn exhaustion_is_refused_and_changes_nothing() {
     let w = Scenario::new()
         .ram(24 << 20)
         .client("greedy", Grants::all(), 1 << 20, |mm| {
-            let before = mm.stats();
+            let before = mm.client_stats().unwrap();
             assert_eq!(
-                mm.map(0, 8000 * PAGE, RW, MapFlags::POPULATE),
-                Err(MmError::NoMemory)
+                mm.mmap_raw(0, 8000 * PAGE, RW, MapFlags::POPULATE),
+                refused(MmError::NoMemory)
             );
-            let a = mm.map(0, 8000 * PAGE, RW, NOFLAGS).unwrap();
-            assert_eq!(mm.populate(a, 8000 * PAGE), Err(MmError::NoMemory));
-            assert_eq!(mm.stats().resident_pages, before.resident_pages);
-            assert_eq!(mm.shm_create(8000 * PAGE), Err(MmError::NoMemory));
-            assert_eq!(
-                mm.vmalloc(8000 * PAGE, VmallocKind::Plain),
-                Err(MmError::NoMemory)
-            );
-            assert_eq!(mm.stats().resident_pages, 0);
+            let a = mm.mmap_raw(0, 8000 * PAGE, RW, NOFLAGS).unwrap();
+            assert_eq!(mm.mm_populate(a, 8000 * PAGE), refused(MmError::NoMemory));
+            assert_eq!(mm.resident(), before.resident_pages);
+            assert_eq!(refusal(mm.shm_create(8000 * PAGE)), MmError::NoMemory);
+            assert_eq!(refusal(mm.vmalloc(8000 * PAGE)), MmError::NoMemory);
+            assert_eq!(mm.resident(), 0);
             // Take what there is, then fault past the end: fatal, and all comes back.
             let mut got = 0;
-            while mm.populate(a + got * PAGE, 256 * PAGE).is_ok() {
+            while mm.mm_populate(a + got * PAGE, 256 * PAGE).is_ok() {
                 got += 256;
             }
             assert!(got > 2000, "{got}");
-            mm.unmap(a, 8000 * PAGE).unwrap();
-            assert_eq!(mm.stats().resident_pages, 0);
+            mm.munmap(a, 8000 * PAGE).unwrap();
+            assert_eq!(mm.resident(), 0);
         })
         .build();
     w.run_ok();
@@ -158,25 +146,25 @@ fn whole_blocks_change_protection_and_fixed_maps_split_them() {
     let w = Scenario::new()
         .daemon_client("c", Grants::default(), 8192, |mm| {
             let h = mm
-                .map(0, 4 * MIB2, RW, MapFlags::POPULATE.union(MapFlags::HUGE))
+                .mmap_raw(0, 4 * MIB2, RW, MapFlags::POPULATE.union(MapFlags::HUGE))
                 .unwrap();
             poke(h + 8, 1);
             poke(h + MIB2 + 8, 2);
             // A FIXED map over the middle of the second block splits it.
             let f = mm
-                .map(h + MIB2 + 4 * PAGE, PAGE, RW, MapFlags::FIXED)
+                .mmap_raw(h + MIB2 + 4 * PAGE, PAGE, RW, MapFlags::FIXED)
                 .unwrap();
             assert_eq!(peek(f), 0);
             assert_eq!(peek(h + MIB2 + 8), 2);
             assert_eq!(mm.follow_pfn(h + MIB2 + 8 * PAGE).map(|_| ()), Ok(()));
             // A whole block, read-only then read-write again (no split).
             let pfn = mm.follow_pfn(h).unwrap();
-            mm.protect(h, MIB2, Prot::READ).unwrap();
+            mm.mprotect(h, MIB2, Prot::READ).unwrap();
             assert_eq!(mm.follow_pfn(h), Ok(pfn));
             assert_eq!(peek(h + 8), 1);
-            mm.protect(h, MIB2, RW).unwrap();
+            mm.mprotect(h, MIB2, RW).unwrap();
             poke(h + 16, 3);
-            mm.protect(h, MIB2, Prot::READ).unwrap();
+            mm.mprotect(h, MIB2, Prot::READ).unwrap();
             poke(h + 24, 4);
             unreachable!();
         })

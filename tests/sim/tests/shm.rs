@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use libmm::protocol::{MapFlags, MmError, Prot, Request};
+use libmm::protocol::{MapFlags, MmError, Prot};
 use mm_server::Grants;
 use sim_scenarios::*;
 
@@ -26,37 +26,21 @@ fn two_clients_share_memory() {
     let (h2, d2) = (handle.clone(), done.clone());
     let w = Scenario::new()
         .client("owner", Grants::default(), 4096, move |mm| {
-            let h = mm.shm_create(3 * PAGE).unwrap();
-            assert_eq!(mm.stats().resident_pages, 3);
-            assert_eq!(mm.shm_create(0), Err(MmError::InvalidArgument));
+            let h = mm.shm_create(3 * PAGE).unwrap().leak();
+            assert_eq!(mm.resident(), 3);
+            assert_eq!(refusal(mm.shm_create(0)), MmError::InvalidArgument);
             assert_eq!(
-                mm.done(&Request::ShmGrant {
-                    handle: h + 100,
-                    to: badge(1),
-                    prot: Prot::READ
-                }),
-                Err(MmError::NoSuchHandle)
+                mm.shm_grant(h + 100, badge(1), Prot::READ),
+                refused(MmError::NoSuchHandle)
             );
             assert_eq!(
-                mm.done(&Request::ShmGrant {
-                    handle: h,
-                    to: 0x9999,
-                    prot: Prot::READ
-                }),
-                Err(MmError::NoSuchHandle)
+                mm.shm_grant(h, 0x9999, Prot::READ),
+                refused(MmError::NoSuchHandle)
             );
-            mm.done(&Request::ShmGrant {
-                handle: h,
-                to: badge(1),
-                prot: Prot::READ_WRITE,
-            })
-            .unwrap();
+            mm.shm_grant(h, badge(1), Prot::READ_WRITE).unwrap();
             let a = mm
-                .mapped(&Request::ShmMap {
-                    handle: h,
-                    addr: 0,
-                    prot: Prot::READ_WRITE,
-                })
+                .shm_map(h, 0, Prot::READ_WRITE)
+                .map(|m| m.leak())
                 .unwrap();
             poke(a + 2 * PAGE + 8, 0xfeed);
             h1.store(h, Ordering::SeqCst);
@@ -64,81 +48,54 @@ fn two_clients_share_memory() {
             assert_eq!(wait_for(&d1), 1);
             assert_eq!(peek(a + 16), 0xbeef);
             // unmap_mapping_range: pages fault back in, same contents.
-            mm.done(&Request::UnmapMappingRange {
-                handle: h,
-                first: 0,
-                count: 0,
-            })
-            .unwrap();
-            assert_eq!(mm.follow_pfn(a), Err(MmError::NotMapped));
+            mm.unmap_mapping_range(h, 0, 0).unwrap();
+            assert_eq!(mm.follow_pfn(a), refused(MmError::NotMapped));
             assert_eq!(peek(a + 16), 0xbeef);
             assert_eq!(
-                mm.done(&Request::UnmapMappingRange {
-                    handle: h,
-                    first: 3,
-                    count: 1
-                }),
-                Err(MmError::InvalidArgument)
+                mm.unmap_mapping_range(h, 3, 1),
+                refused(MmError::InvalidArgument)
             );
             // Destroy: the object lives while mapped.
-            mm.done(&Request::ShmDestroy { handle: h }).unwrap();
-            assert_eq!(
-                mm.done(&Request::ShmDestroy { handle: h }),
-                Err(MmError::NoSuchHandle)
-            );
+            mm.shm_destroy(h).unwrap();
+            assert_eq!(mm.shm_destroy(h), refused(MmError::NoSuchHandle));
             assert_eq!(peek(a + 2 * PAGE + 8), 0xfeed);
             d1.store(2, Ordering::SeqCst);
-            mm.unmap(a, 3 * PAGE).unwrap();
+            mm.munmap(a, 3 * PAGE).unwrap();
             while d1.load(Ordering::SeqCst) != 3 {
                 rt::yield_now();
             }
-            assert_eq!(mm.stats().resident_pages, 0);
+            assert_eq!(mm.resident(), 0);
         })
         .client("reader", Grants::default(), 4096, move |mm| {
             let h = wait_for(&h2);
             // Not the creator: no grants of its own, no destroy.
             assert_eq!(
-                mm.done(&Request::ShmGrant {
-                    handle: h,
-                    to: badge(0),
-                    prot: Prot::READ
-                }),
-                Err(MmError::PermissionDenied)
+                mm.shm_grant(h, badge(0), Prot::READ),
+                refused(MmError::PermissionDenied)
             );
+            assert_eq!(mm.shm_destroy(h), refused(MmError::PermissionDenied));
             assert_eq!(
-                mm.done(&Request::ShmDestroy { handle: h }),
-                Err(MmError::PermissionDenied)
-            );
-            assert_eq!(
-                mm.mapped(&Request::ShmMap {
-                    handle: h,
-                    addr: 0,
-                    prot: Prot(7)
-                }),
-                Err(MmError::PermissionDenied)
+                mm.shm_map(h, 0, Prot(7)).map(|m| m.leak()),
+                refused(MmError::PermissionDenied)
             );
             let b = mm
-                .mapped(&Request::ShmMap {
-                    handle: h,
-                    addr: 0,
-                    prot: Prot::READ_WRITE,
-                })
+                .shm_map(h, 0, Prot::READ_WRITE)
+                .map(|m| m.leak())
                 .unwrap();
             assert_eq!(peek(b + 2 * PAGE + 8), 0xfeed);
             poke(b + 16, 0xbeef);
+            assert_eq!(mm.resident(), 0, "shared pages are the creator's");
             assert_eq!(
-                mm.stats().resident_pages,
-                0,
-                "shared pages are the creator's"
+                mm.mprotect(b, PAGE, Prot(7)),
+                refused(MmError::PermissionDenied)
             );
-            assert_eq!(mm.protect(b, PAGE, Prot(7)), Err(MmError::PermissionDenied));
             d2.store(1, Ordering::SeqCst);
             while d2.load(Ordering::SeqCst) != 2 {
                 rt::yield_now();
             }
             // Destroyed but still mapped here: still readable.
             assert_eq!(peek(b + 16), 0xbeef);
-            mm.unmap(b, 3 * PAGE).unwrap();
+            mm.munmap(b, 3 * PAGE).unwrap();
             d2.store(3, Ordering::SeqCst);
         })
         .build();
@@ -153,19 +110,11 @@ fn shared_object_outlives_its_dead_creator() {
     let (h1, m1) = (handle.clone(), mapped.clone());
     let w = Scenario::new()
         .client("creator", Grants::default(), 4096, move |mm| {
-            let h = mm.shm_create(2 * PAGE).unwrap();
-            mm.done(&Request::ShmGrant {
-                handle: h,
-                to: badge(1),
-                prot: Prot::READ,
-            })
-            .unwrap();
+            let h = mm.shm_create(2 * PAGE).unwrap().leak();
+            mm.shm_grant(h, badge(1), Prot::READ).unwrap();
             let a = mm
-                .mapped(&Request::ShmMap {
-                    handle: h,
-                    addr: 0,
-                    prot: Prot::READ_WRITE,
-                })
+                .shm_map(h, 0, Prot::READ_WRITE)
+                .map(|m| m.leak())
                 .unwrap();
             poke(a, 42);
             h1.store(h, Ordering::SeqCst);
@@ -174,20 +123,14 @@ fn shared_object_outlives_its_dead_creator() {
         })
         .client("user", Grants::default(), 4096, move |mm| {
             let h = wait_for(&handle);
-            let b = mm
-                .mapped(&Request::ShmMap {
-                    handle: h,
-                    addr: 0,
-                    prot: Prot::READ,
-                })
-                .unwrap();
+            let b = mm.shm_map(h, 0, Prot::READ).map(|m| m.leak()).unwrap();
             mapped.store(1, Ordering::SeqCst);
             // Let the creator end and be reclaimed.
             for _ in 0..50 {
                 rt::yield_now();
             }
             assert_eq!(peek(b), 42);
-            mm.unmap(b, 2 * PAGE).unwrap();
+            mm.munmap(b, 2 * PAGE).unwrap();
         })
         .build();
     w.run_ok();
@@ -208,144 +151,91 @@ fn pfnmap_regions_take_inserted_frames_and_device_memory() {
             },
             4096,
             |mm| {
-                let region = mm.map(0, 16 * PAGE, RW, MapFlags::PFNMAP).unwrap();
-                assert_eq!(mm.follow_pfn(region), Err(MmError::NotMapped));
-                let (blk, pfn) = mm.alloc_pages(1, libmm::protocol::Gfp(0)).unwrap();
+                let region = mm.mmap_raw(0, 16 * PAGE, RW, MapFlags::PFNMAP).unwrap();
+                assert_eq!(mm.follow_pfn(region), refused(MmError::NotMapped));
+                let (blk, pfn, _) = mm
+                    .alloc_pages(1, libmm::protocol::Gfp(0))
+                    .unwrap()
+                    .into_raw();
                 poke(blk, 0x77);
-                mm.done(&Request::VmInsertPage { addr: region, pfn })
-                    .unwrap();
+                mm.vm_insert_page(region, pfn).unwrap();
                 assert_eq!(peek(region), 0x77);
                 assert_eq!(
-                    mm.done(&Request::VmInsertPage { addr: region, pfn }),
-                    Err(MmError::AlreadyMapped)
+                    mm.vm_insert_page(region, pfn),
+                    refused(MmError::AlreadyMapped)
                 );
                 assert_eq!(
-                    mm.done(&Request::VmInsertPage {
-                        addr: region + 1,
-                        pfn
-                    }),
-                    Err(MmError::Unaligned)
+                    mm.vm_insert_page(region + 1, pfn),
+                    refused(MmError::Unaligned)
                 );
                 // Not its frame, not in a PFNMAP region.
-                let anon = mm.map(0, PAGE, RW, MapFlags::POPULATE).unwrap();
+                let anon = mm.mmap_raw(0, PAGE, RW, MapFlags::POPULATE).unwrap();
                 let apfn = mm.follow_pfn(anon).unwrap();
                 assert_eq!(
-                    mm.done(&Request::VmInsertPage {
-                        addr: region + PAGE,
-                        pfn: apfn
-                    }),
-                    Err(MmError::NotOwner)
+                    mm.vm_insert_page(region + PAGE, apfn),
+                    refused(MmError::NotOwner)
                 );
                 assert_eq!(
-                    mm.done(&Request::VmInsertPage { addr: anon, pfn }),
-                    Err(MmError::InvalidArgument)
+                    mm.vm_insert_page(anon, pfn),
+                    refused(MmError::InvalidArgument)
                 );
                 // Device memory: only the granted part.
-                mm.done(&Request::VmInsertPfnProt {
-                    addr: region + 2 * PAGE,
-                    pfn: DEV / PAGE,
-                    prot: Prot::READ_WRITE,
-                })
-                .unwrap();
+                mm.vm_insert_pfn_prot(region + 2 * PAGE, DEV / PAGE, Prot::READ_WRITE)
+                    .unwrap();
                 poke(region + 2 * PAGE + 8, 0x5a5a);
                 assert_eq!(peek(region + 2 * PAGE + 8), 0x5a5a);
                 assert_eq!(
-                    mm.done(&Request::VmInsertPfn {
-                        addr: region + 3 * PAGE,
-                        pfn: DEV / PAGE + 5
-                    }),
-                    Err(MmError::PermissionDenied)
+                    mm.vm_insert_pfn(region + 3 * PAGE, DEV / PAGE + 5),
+                    refused(MmError::PermissionDenied)
                 );
                 assert_eq!(
-                    mm.done(&Request::VmInsertPage {
-                        addr: region + 3 * PAGE,
-                        pfn: DEV / PAGE
-                    }),
-                    Err(MmError::NotOwner)
+                    mm.vm_insert_page(region + 3 * PAGE, DEV / PAGE),
+                    refused(MmError::NotOwner)
                 );
                 assert_eq!(
-                    mm.done(&Request::VmInsertPfn {
-                        addr: region + 3 * PAGE,
-                        pfn: 0x10
-                    }),
-                    Err(MmError::InvalidArgument)
+                    mm.vm_insert_pfn(region + 3 * PAGE, 0x10),
+                    refused(MmError::InvalidArgument)
                 );
                 // remap_pfn_range of the device range; the same frame mapped twice.
-                mm.done(&Request::RemapPfnRange {
-                    addr: region + 4 * PAGE,
-                    pfn: DEV / PAGE,
-                    size: 4 * PAGE,
-                    prot: Prot::READ,
-                })
-                .unwrap();
+                mm.remap_pfn_range(region + 4 * PAGE, DEV / PAGE, 4 * PAGE, Prot::READ)
+                    .unwrap();
                 assert_eq!(peek(region + 4 * PAGE + 8), 0x5a5a);
                 assert_eq!(mm.follow_pfn(region + 5 * PAGE), Ok(DEV / PAGE + 1));
                 assert_eq!(
-                    mm.done(&Request::RemapPfnRange {
-                        addr: region + 8 * PAGE,
-                        pfn: DEV / PAGE,
-                        size: 8 * PAGE,
-                        prot: Prot::READ,
-                    }),
-                    Err(MmError::PermissionDenied)
+                    mm.remap_pfn_range(region + 8 * PAGE, DEV / PAGE, 8 * PAGE, Prot::READ),
+                    refused(MmError::PermissionDenied)
                 );
                 // While inserted elsewhere, the block cannot be freed.
-                assert_eq!(
-                    mm.done(&Request::FreePages {
-                        addr: blk,
-                        order: 1
-                    }),
-                    Err(MmError::Busy)
-                );
+                assert_eq!(mm.free_pages(blk, 1), refused(MmError::Busy));
                 // zap_vma_ptes only on PFNMAP regions.
                 assert_eq!(
-                    mm.done(&Request::ZapVmaPtes {
-                        addr: anon,
-                        len: PAGE
-                    }),
-                    Err(MmError::InvalidArgument)
+                    mm.zap_vma_ptes(anon, PAGE),
+                    refused(MmError::InvalidArgument)
                 );
-                mm.done(&Request::ZapVmaPtes {
-                    addr: region,
-                    len: 16 * PAGE,
-                })
-                .unwrap();
-                assert_eq!(mm.follow_pfn(region + 4 * PAGE), Err(MmError::NotMapped));
-                // vm_iomap_memory over a whole (small) PFNMAP region.
-                let io = mm.map(0, 2 * PAGE, RW, MapFlags::PFNMAP).unwrap();
+                mm.zap_vma_ptes(region, 16 * PAGE).unwrap();
                 assert_eq!(
-                    mm.done(&Request::VmIomapMemory {
-                        addr: io,
-                        phys: DEV,
-                        len: PAGE
-                    }),
-                    Err(MmError::InvalidArgument)
+                    mm.follow_pfn(region + 4 * PAGE),
+                    refused(MmError::NotMapped)
                 );
-                mm.done(&Request::VmIomapMemory {
-                    addr: io,
-                    phys: DEV,
-                    len: 4 * PAGE,
-                })
-                .unwrap();
+                // vm_iomap_memory over a whole (small) PFNMAP region.
+                let io = mm.mmap_raw(0, 2 * PAGE, RW, MapFlags::PFNMAP).unwrap();
+                assert_eq!(
+                    mm.vm_iomap_memory(io, DEV, PAGE),
+                    refused(MmError::InvalidArgument)
+                );
+                mm.vm_iomap_memory(io, DEV, 4 * PAGE).unwrap();
                 assert_eq!(peek(io + 8), 0x5a5a);
-                mm.unmap(io, 2 * PAGE).unwrap();
-                mm.done(&Request::FreePages {
-                    addr: blk,
-                    order: 1,
-                })
-                .unwrap();
-                mm.unmap(region, 16 * PAGE).unwrap();
-                mm.unmap(anon, PAGE).unwrap();
+                mm.munmap(io, 2 * PAGE).unwrap();
+                mm.free_pages(blk, 1).unwrap();
+                mm.munmap(region, 16 * PAGE).unwrap();
+                mm.munmap(anon, PAGE).unwrap();
             },
         )
         .daemon_client("bad", Grants::default(), 4096, |mm| {
-            let region = mm.map(0, 4 * PAGE, RW, MapFlags::PFNMAP).unwrap();
+            let region = mm.mmap_raw(0, 4 * PAGE, RW, MapFlags::PFNMAP).unwrap();
             assert_eq!(
-                mm.done(&Request::VmInsertPfn {
-                    addr: region,
-                    pfn: DEV / PAGE
-                }),
-                Err(MmError::PermissionDenied)
+                mm.vm_insert_pfn(region, DEV / PAGE),
+                refused(MmError::PermissionDenied)
             );
             // Touching a PFNMAP page with nothing inserted is fatal.
             let _ = peek(region);

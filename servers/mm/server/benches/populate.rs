@@ -67,13 +67,14 @@ fn ours(iters: u64, flags: MapFlags) -> Duration {
         .spawn(move |boot| {
             let ep = CPtr(boot.find("mm").unwrap().slot);
             let round = || {
-                let Reply::Mapped { addr } = call(
+                let Reply::Mapped { addr, .. } = call(
                     ep,
                     &Request::Map {
                         addr: 0,
                         len: LEN,
                         prot: Prot::READ_WRITE,
                         flags: flags.union(MapFlags::POPULATE),
+                        align: Default::default(),
                     },
                 ) else {
                     panic!("not mapped")

@@ -208,13 +208,31 @@ impl Layout {
         rt::invoke::cnode_copy(self.root, dest.0, 64, self.root, src.0, 64, CapRights::ALL)
     }
 
-    /// Copies `count` caps from `src..` into the empty slots `dest..`.
-    ///
-    /// This is the one place that would use a batched CNode copy if the ABI
-    /// had one (see the crate docs); with seL4's invocations it is a loop.
+    /// Copies `count` caps from `src..` into the empty slots `dest..` (full
+    /// rights) with the batched `CNode_CopyRun`, one invocation per part
+    /// that stays inside one second-level CNode (and within
+    /// [`MAX_COPY_RUN`](abi::invocation::MAX_COPY_RUN)). Each part is all or
+    /// nothing; on an error the parts before it stay copied.
     pub fn copy_run(&self, dest: CPtr, src: CPtr, count: u64) -> Result<(), ErrorReply> {
-        for i in 0..count {
-            self.copy(CPtr(dest.0 + i), CPtr(src.0 + i))?;
+        let mut done = 0;
+        while done < count {
+            let at = dest.0 + done;
+            let in_node = self.node_slots() - (at & (self.node_slots() - 1));
+            let n = (count - done)
+                .min(in_node)
+                .min(abi::invocation::MAX_COPY_RUN);
+            rt::invoke::cnode_copy_run(
+                self.root,
+                at,
+                64,
+                self.root,
+                src.0 + done,
+                64,
+                n,
+                CapRights::ALL,
+            )
+            .map_err(|e| e.error)?;
+            done += n;
         }
         Ok(())
     }

@@ -11,9 +11,11 @@
 //! # Start-up ([`Server::start`])
 //!
 //! The boot info gives the server Untyped caps for all free RAM, device
-//! Untypeds for MMIO, and per client its VSpace and TCB caps (named
-//! `pid<N>/vspace`, `pid<N>/tcb`); the [`ServerConfig`] says which badge is
-//! which client, its quota and its grants. The server then:
+//! Untypeds for MMIO, and per client its VSpace and TCB caps (their value
+//! the client's process index); the [`ServerConfig`] says which badge is
+//! which client, its quota and its grants (in QEMU it comes from the boot
+//! manifest as the server's configuration text, [`ServerConfig::parse`]).
+//! The server then:
 //!
 //! 1. builds itself a **two-level CSpace** (module `cspace`): a small root
 //!    CNode whose slot 0 is the boot CNode (so boot CPtrs keep their
@@ -87,22 +89,18 @@
 //! and `devices` (physical ranges it may map with vm_insert_pfn,
 //! remap_pfn_range, vm_iomap_memory).
 //!
-//! # What the ABI could add
+//! # What the ABI adds, and could add
 //!
-//! Two places use seL4's invocations where a batched one would do, each
-//! behind one function so that an extension would change only it:
-//!
-//! - making the M copies of a chunk's 512 frame caps is a loop of
-//!   `CNode_Copy` (`Layout::copy_run`); a `CNode_CopyRun(dest_index,
-//!   dest_depth, src_root, src_index, src_depth, count, rights)` (all or
-//!   nothing, the failing index in MR0 as `VSpace_MapFrames` reports it)
-//!   would make it one invocation. It happens once per chunk and mode
-//!   change, so populate does not pay it in the steady state;
-//! - reclaiming a client whose VSpace is already gone unmaps its frame
-//!   caps one `Page_Unmap` at a time (`phys::unmap_caps`), because
-//!   `VSpace_UnmapFrames` needs the VSpace cap; an unmap of a run of frame
-//!   caps wherever they are mapped (invoked on the CNode holding them)
-//!   would batch it.
+//! Beyond seL4's invocations the server uses the ABI's batched extensions:
+//! `VSpace_MapFrames`/`VSpace_UnmapFrames` (a run of frame caps mapped or
+//! unmapped in one invocation) and `CNode_CopyRun` (the M copies of a
+//! chunk's 512 frame caps in one invocation per second-level CNode,
+//! `Layout::copy_run`). One place still uses one invocation per cap:
+//! reclaiming a client whose VSpace is already gone unmaps its frame caps
+//! one `Page_Unmap` at a time (`phys::unmap_caps`), because
+//! `VSpace_UnmapFrames` needs the VSpace cap; an unmap of a run of frame
+//! caps wherever they are mapped (invoked on the CNode holding them) would
+//! batch it.
 //!
 //! # Deliberate differences from Linux
 //!
@@ -116,6 +114,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
 mod client;
 mod config;
@@ -129,7 +129,10 @@ mod server;
 mod startup;
 mod util;
 
-pub use config::{ClientSpec, DEFAULT_CLIENT_WINDOW, ENDPOINT_NAME, Grants, ServerConfig};
+pub use config::{
+    CONFIG_MAGIC, ClientSpec, ConfigError, DEFAULT_CLIENT_WINDOW, ENDPOINT_NAME, Grants,
+    ServerConfig,
+};
 pub use ops::MAX_COPY;
 pub use phys::{PhysCounters, WINDOW_BASE, window_va};
 pub use server::{Census, Event, Outcome, Server, ServerStats};

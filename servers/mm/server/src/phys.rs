@@ -192,6 +192,9 @@ pub(crate) struct Phys {
     dev: Vec<DevRange>,
     /// The last zero-pool refill found nothing to zero.
     zero_stalled: bool,
+    /// The zero pool is being refilled (it fell to half its target and has
+    /// not reached the target since).
+    zero_refilling: bool,
     /// Counters.
     pub counters: PhysCounters,
 }
@@ -325,6 +328,7 @@ impl Phys {
             extra: RunAlloc::new(lay.x_count),
             dev,
             zero_stalled: false,
+            zero_refilling: false,
             counters: PhysCounters::default(),
             lay,
         }
@@ -611,6 +615,7 @@ impl Phys {
     /// Zeroes up to `budget` free frames for the zero pool (idle work);
     /// returns how many were added.
     pub fn refill_zero_pool(&mut self, budget: usize) -> usize {
+        self.zero_refilling = true;
         let mut z = Zeroer {
             lay: &self.lay,
             clean: &mut self.clean,
@@ -620,16 +625,16 @@ impl Phys {
         if n == 0 {
             self.zero_stalled = true;
         }
+        let (pooled, target) = self.zero_pool_fill();
+        if pooled >= target {
+            self.zero_refilling = false;
+        }
         n
     }
 
-    /// Whether the zero pool wants frames (and the last refill made
-    /// progress: a refill that finds nothing to zero stops asking until
-    /// frames are freed again).
-    pub fn zero_pool_wants(&self) -> bool {
-        if self.zero_stalled {
-            return false;
-        }
+    /// Frames in the zero pool, and its target (the configured high marks
+    /// of every zone that has memory).
+    fn zero_pool_fill(&self) -> (u64, u64) {
         let high: u64 = self
             .alloc
             .config()
@@ -646,7 +651,24 @@ impl Phys {
             }
             pooled += s.zeroed;
         }
-        pooled < target
+        (pooled, target)
+    }
+
+    /// Whether the zero pool wants frames: once it has fallen to half its
+    /// target, until it is full again (so that the idle work runs in
+    /// batches, not one frame after every reply), and only while refills
+    /// make progress (a refill that finds nothing to zero stops asking
+    /// until frames are freed again).
+    pub fn zero_pool_wants(&self) -> bool {
+        if self.zero_stalled {
+            return false;
+        }
+        let (pooled, target) = self.zero_pool_fill();
+        if self.zero_refilling {
+            pooled < target
+        } else {
+            pooled <= target / 2 && pooled < target
+        }
     }
 
     // ----- caps for mappings --------------------------------------------------

@@ -1,7 +1,6 @@
 //! Start-up: the two-level CSpace, RAM into chunks and frames, the frame allocator, page tables, the window, devices, clients.
 
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::vec::Vec;
 
 use abi::boot::{BootInfo, CapKind, SLOT_CNODE, SLOT_TCB, SLOT_VSPACE};
@@ -38,7 +37,7 @@ pub enum StartError {
     Allocator(FrameError),
     /// A client's badge is 0, repeated, or the supervisor's.
     BadClient(u64),
-    /// A client's `pid<N>/vspace` or `pid<N>/tcb` cap is missing.
+    /// A client's VSpace or TCB cap (value: its process index) is missing.
     ClientCaps(u64),
 }
 
@@ -274,15 +273,15 @@ impl Server {
             {
                 return Err(StartError::BadClient(spec.badge));
             }
-            let find = |what: &str, kind: CapKind| {
-                let name = format!("pid{}/{what}", spec.process);
+            // The caps of another process carry its index as their value
+            // (the simulator names them `pid<N>/...`, the QEMU loader
+            // `<name>/...`: the server goes by kind and index).
+            let find = |kind: CapKind| {
                 boot.caps()
-                    .find(|d| d.kind == kind && d.name() == name)
+                    .find(|d| d.kind == kind && d.value == spec.process)
                     .map(|d| CPtr(d.slot))
             };
-            let (Some(vs), Some(tcb)) =
-                (find("vspace", CapKind::VSpace), find("tcb", CapKind::Tcb))
-            else {
+            let (Some(vs), Some(tcb)) = (find(CapKind::VSpace), find(CapKind::Tcb)) else {
                 return Err(StartError::ClientCaps(spec.badge));
             };
             let c = Client::new(spec, vs, tcb).ok_or(StartError::BadClient(spec.badge))?;

@@ -1,8 +1,8 @@
-//! Anonymous memory: Map (mmap), Unmap (munmap), Protect (mprotect), Populate (MAP_POPULATE / madvise).
+//! Anonymous memory: Map (mmap), Unmap (munmap), Protect (mprotect), Populate (MAP_POPULATE / madvise), Discard (MADV_DONTNEED).
 
 use alloc::vec::Vec;
 
-use libmm::protocol::{MapFlags, MmError, Reply};
+use libmm::protocol::{Align, MapFlags, MmError, Reply};
 use mm_core::addr::{LARGE_PAGE_SIZE, PAGE_SIZE, VirtAddr};
 use mm_core::vm::{Placement, Prot, Region, RegionFlags, RegionKind, RegionSpec};
 
@@ -21,9 +21,9 @@ const KNOWN: u16 = MapFlags::FIXED.0
 
 impl Server {
     /// `mmap(MAP_ANONYMOUS)` (see `Request::Map`): Linux's `do_mmap` +
-    /// `mm_populate`. Unlike Linux, a populate that cannot be backed fails
-    /// the whole call (nothing mapped) instead of leaving a partly backed
-    /// region.
+    /// `mm_populate`, placed at a multiple of `align`. Unlike Linux, a
+    /// populate that cannot be backed fails the whole call (nothing mapped)
+    /// instead of leaving a partly backed region.
     pub(crate) fn map(
         &mut self,
         ci: u32,
@@ -31,12 +31,17 @@ impl Server {
         len: u64,
         p: libmm::protocol::Prot,
         flags: MapFlags,
+        align: Align,
     ) -> Result<Reply, Fail> {
         let vprot = prot(p)?;
         let has = |f: MapFlags| flags.contains(f);
         if flags.0 & !KNOWN != 0 || (has(MapFlags::FIXED) && has(MapFlags::FIXED_NOREPLACE)) {
             return Err(MmError::InvalidArgument.into());
         }
+        let align = match align.bytes() {
+            Some(a) if align.within(Align::MAX_MAP) => a,
+            _ => return Err(MmError::InvalidArgument.into()),
+        };
         let guard = has(MapFlags::GUARD);
         let pfnmap = has(MapFlags::PFNMAP);
         if guard
@@ -55,7 +60,7 @@ impl Server {
         if len == 0 {
             return Err(MmError::InvalidArgument.into());
         }
-        if !len.is_multiple_of(PAGE_SIZE) || (fixed && !addr.is_multiple_of(PAGE_SIZE)) {
+        if !len.is_multiple_of(PAGE_SIZE) || (fixed && !addr.is_multiple_of(align)) {
             return Err(MmError::Unaligned.into());
         }
         if addr.checked_add(len).is_none() {
@@ -87,9 +92,9 @@ impl Server {
         let start = if fixed {
             addr
         } else {
-            let mut pl = Placement::new();
+            let mut pl = Placement::new().with_align(align);
             if has(MapFlags::HUGE) && len >= LARGE_PAGE_SIZE {
-                pl = pl.with_align(LARGE_PAGE_SIZE);
+                pl = pl.with_align(align.max(LARGE_PAGE_SIZE));
             }
             if addr != 0 && addr.is_multiple_of(pl.align) {
                 pl = pl.with_hint(VirtAddr(addr));
@@ -140,7 +145,27 @@ impl Server {
                 return Err(e);
             }
         }
-        Ok(Reply::Mapped { addr: start })
+        Ok(Reply::Mapped { addr: start, len })
+    }
+
+    /// `madvise(MADV_DONTNEED)` (see `Request::Discard`): Linux's
+    /// `madvise_dontneed_free` → `zap_page_range`. The regions stay; the
+    /// pages go (anonymous frames freed and uncharged, shared pages
+    /// unmapped from this client only). Unlike Linux, a hole is refused
+    /// before anything changes, and pinned pages refuse it (Linux zaps
+    /// the PTE and leaves the pin on a page no longer mapped).
+    pub(crate) fn discard(&mut self, ci: u32, addr: u64, len: u64) -> Result<Reply, Fail> {
+        let (start, end) = page_range(addr, len)?;
+        let regions = self.covered(ci, start, end)?;
+        if regions.iter().any(|r| r.flags.contains(rflags::PFNMAP)) {
+            return Err(MmError::InvalidArgument.into());
+        }
+        if self.area_in(ci, start, end) || self.pinned_in(ci, start, end) {
+            return Err(MmError::Busy.into());
+        }
+        self.split_blocks_at_edges(ci, start, end)?;
+        self.zap(ci, start, end)?;
+        Ok(Reply::Done)
     }
 
     /// Whether `pages` order-0 frames can be had above the low watermark

@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use libmm::protocol::{Gfp, MmError, Reply};
+use libmm::protocol::{Align, Gfp, MmError, Reply};
 use mm_core::addr::{PAGE_SIZE, Pfn, PhysAddr, VirtAddr, pages_for};
 use mm_core::frame::{GfpFlags, MAX_ORDER, Mobility, Priority, ZoneType};
 use mm_core::vm::{Placement, Prot, RegionFlags, RegionKind, RegionSpec};
@@ -36,6 +36,21 @@ fn gfp_flags(gfp: Gfp) -> Result<GfpFlags, MmError> {
     })
 }
 
+/// Where and what a new area is (see [`Server::make_area_at`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AreaAt {
+    /// Its kind.
+    pub kind: AreaKind,
+    /// The kind of its region.
+    pub region_kind: RegionKind,
+    /// Mapped Normal non-cacheable (DMA).
+    pub uncached: bool,
+    /// The first frame of a physically contiguous area (0 otherwise).
+    pub contiguous_pfn: u64,
+    /// The alignment of its start, in bytes (at least a page).
+    pub align: u64,
+}
+
 impl Server {
     /// Places a new area of `frames` (each `(pfn, hold)`) in client `ci`:
     /// a region of its own (never merged), every page mapped now. The
@@ -51,6 +66,31 @@ impl Server {
         uncached: bool,
         contiguous_pfn: u64,
     ) -> Result<u64, Fail> {
+        let at = AreaAt {
+            kind,
+            region_kind,
+            uncached,
+            contiguous_pfn,
+            align: PAGE_SIZE,
+        };
+        self.make_area_at(ci, &at, frames, prot)
+    }
+
+    /// [`Server::make_area`] with the start at a multiple of `at.align`.
+    pub(crate) fn make_area_at(
+        &mut self,
+        ci: u32,
+        at: &AreaAt,
+        frames: &[(u64, Hold)],
+        prot: Prot,
+    ) -> Result<u64, Fail> {
+        let AreaAt {
+            kind,
+            region_kind,
+            uncached,
+            contiguous_pfn,
+            align,
+        } = *at;
         let pages = frames.len() as u64;
         let len = pages * PAGE_SIZE;
         let spec = RegionSpec {
@@ -62,7 +102,7 @@ impl Server {
         let c = &mut self.clients[ci as usize];
         let start = c
             .regions
-            .find_free(len, &Placement::new())
+            .find_free(len, &Placement::new().with_align(align))
             .map_err(vm_error)?;
         c.regions.map_fixed(start, spec).map_err(vm_error)?;
         let (write, exec) = crate::mapping::page_mode(prot);
@@ -144,7 +184,9 @@ impl Server {
         Ok(())
     }
 
-    /// Takes, maps and records a contiguous area; frees the frames on failure.
+    /// Takes, maps and records a contiguous area (at a multiple of `align`
+    /// bytes); frees the frames on failure.
+    #[allow(clippy::too_many_arguments)]
     fn contiguous_area(
         &mut self,
         ci: u32,
@@ -153,6 +195,7 @@ impl Server {
         pages: u64,
         owner: Owner,
         dma: bool,
+        align: u64,
     ) -> Result<u64, Fail> {
         let give_back = |s: &mut Server| match kind {
             AreaKind::Pages { order } => s.phys.free_block(pfn, order as u32),
@@ -170,7 +213,14 @@ impl Server {
         } else {
             RegionKind::Anonymous
         };
-        match self.make_area(ci, kind, &frames, Prot::RW, rk, dma, pfn) {
+        let at = AreaAt {
+            kind,
+            region_kind: rk,
+            uncached: dma,
+            contiguous_pfn: pfn,
+            align,
+        };
+        match self.make_area_at(ci, &at, &frames, Prot::RW) {
             Ok(va) => {
                 self.clients[ci as usize].charged += pages;
                 Ok(va)
@@ -204,6 +254,7 @@ impl Server {
             pages,
             Owner::Block(ci),
             false,
+            PAGE_SIZE,
         )?;
         Ok(Reply::Pages { addr, pfn })
     }
@@ -238,8 +289,15 @@ impl Server {
             .alloc_pages_exact(pages, flags)
             .map_err(frame_error)?
             .0;
-        let addr =
-            self.contiguous_area(ci, AreaKind::Exact, pfn, pages, Owner::Block(ci), false)?;
+        let addr = self.contiguous_area(
+            ci,
+            AreaKind::Exact,
+            pfn,
+            pages,
+            Owner::Block(ci),
+            false,
+            PAGE_SIZE,
+        )?;
         Ok(Reply::Pages { addr, pfn })
     }
 
@@ -284,8 +342,15 @@ impl Server {
             .alloc
             .alloc_contig_range(Pfn(start), Pfn(end))
             .map_err(frame_error)?;
-        let addr =
-            self.contiguous_area(ci, AreaKind::Contig, start, pages, Owner::Block(ci), false)?;
+        let addr = self.contiguous_area(
+            ci,
+            AreaKind::Contig,
+            start,
+            pages,
+            Owner::Block(ci),
+            false,
+            PAGE_SIZE,
+        )?;
         Ok(Reply::Pages { addr, pfn: start })
     }
 
@@ -308,27 +373,52 @@ impl Server {
         Ok(Reply::Done)
     }
 
-    /// dma_alloc_coherent: contiguous DMA32 frames, zeroed, mapped Normal
-    /// non-cacheable; the bus address is the physical address (QEMU virt has
-    /// no IOMMU).
-    pub(crate) fn dma_alloc(&mut self, ci: u32, size: u64) -> Result<Reply, Fail> {
+    /// dma_alloc_coherent (kernel-doc `dma_alloc_coherent`): contiguous
+    /// DMA32 frames, zeroed, mapped Normal non-cacheable, both addresses
+    /// multiples of `align`; the bus address is the physical address (QEMU
+    /// virt has no IOMMU). The run comes from the buddy allocator as an
+    /// exact run, aligned to its size rounded up to a power of two; a larger
+    /// alignment takes a run of that many frames and gives the tail back.
+    pub(crate) fn dma_alloc(&mut self, ci: u32, size: u64, align: Align) -> Result<Reply, Fail> {
         if !self.clients[ci as usize].grants.dma {
             return Err(MmError::PermissionDenied.into());
         }
         let pages = pages_for(size).ok_or(MmError::Overflow)?;
+        let align_bytes = match align.bytes() {
+            Some(a) if align.within(Align::MAX_DMA) => a,
+            _ => return Err(MmError::InvalidArgument.into()),
+        };
         if pages == 0 || pages > MAX_RUN_PAGES {
             return Err(MmError::InvalidArgument.into());
         }
         if pages > self.clients[ci as usize].headroom() {
             return Err(MmError::QuotaExceeded.into());
         }
-        let pfn = self
-            .phys
-            .alloc
-            .alloc_pages_exact(pages, GfpFlags::DMA32)
-            .map_err(frame_error)?
-            .0;
-        let addr = self.contiguous_area(ci, AreaKind::Dma, pfn, pages, Owner::Dma(ci), true)?;
+        let align_pages = align_bytes / PAGE_SIZE;
+        let pfn = if align_pages > pages.next_power_of_two() {
+            // A power of two: one naturally aligned buddy block.
+            let pfn = self.phys.alloc_run(align_pages, GfpFlags::DMA32)?;
+            if let Err(e) = self.phys.free_run(pfn + pages, align_pages - pages) {
+                let _ = self.phys.free_run(pfn, pages);
+                return Err(e);
+            }
+            pfn
+        } else {
+            self.phys
+                .alloc
+                .alloc_pages_exact(pages, GfpFlags::DMA32)
+                .map_err(frame_error)?
+                .0
+        };
+        let addr = self.contiguous_area(
+            ci,
+            AreaKind::Dma,
+            pfn,
+            pages,
+            Owner::Dma(ci),
+            true,
+            align_bytes,
+        )?;
         Ok(Reply::Dma {
             addr,
             bus: pfn * PAGE_SIZE,

@@ -160,7 +160,7 @@ impl Server {
                 return Err(e);
             }
         }
-        Ok(Reply::Mapped { addr: start.0 })
+        Ok(Reply::Mapped { addr: start.0, len })
     }
 
     /// Maps the object pages of the shared region `r` in `[lo, hi)` that

@@ -10,7 +10,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use libmm::protocol::{ClientId, List, MAX_PFNS, MapFlags, MmError, Prot, Reply};
+use libmm::protocol::{Align, ClientId, List, MAX_PFNS, MapFlags, MmError, Prot, Reply};
 use mm_core::addr::PAGE_SIZE;
 
 use super::page_range;
@@ -175,7 +175,14 @@ impl Server {
             return Err(MmError::InvalidArgument.into());
         }
         let size = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let Reply::Mapped { addr } = self.map(ci, 0, size, Prot::READ_WRITE, MapFlags::POPULATE)?
+        let Reply::Mapped { addr, .. } = self.map(
+            ci,
+            0,
+            size,
+            Prot::READ_WRITE,
+            MapFlags::POPULATE,
+            Align::PAGE,
+        )?
         else {
             return Err(MmError::NoMemory.into());
         };
@@ -184,7 +191,7 @@ impl Server {
             let _ = self.unmap(ci, addr, size);
             return Err(MmError::Fault.into());
         }
-        Ok(Reply::Mapped { addr })
+        Ok(Reply::Mapped { addr, len: size })
     }
 
     /// get_user_pages_fast (kernel-doc): faults in and pins `count` pages from `addr`;

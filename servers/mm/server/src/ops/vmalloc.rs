@@ -83,7 +83,10 @@ impl Server {
         ) {
             Ok(addr) => {
                 self.clients[ci as usize].charged += pages;
-                Ok(Reply::Mapped { addr })
+                Ok(Reply::Mapped {
+                    addr,
+                    len: pages * PAGE_SIZE,
+                })
             }
             Err(e) => {
                 free_all(self, &runs);
@@ -140,7 +143,10 @@ impl Server {
             AreaKind::Vmap
         };
         let addr = self.make_area(ci, kind, &frames, vprot, RegionKind::Anonymous, false, 0)?;
-        Ok(Reply::Mapped { addr })
+        Ok(Reply::Mapped {
+            addr,
+            len: frames.len() as u64 * PAGE_SIZE,
+        })
     }
 
     /// vunmap / vm_unmap_ram: removes the mapping; the frames stay the caller's.
