@@ -20,7 +20,7 @@
 
 use alloc::vec::Vec;
 
-use super::cache::{Cache, Entry, FREE, LIVE, MAG_SIZE, QUARANTINED, SlabList};
+use super::cache::{Cache, Entry, FREE, LIVE, QUARANTINED, Role, SlabList};
 use super::pagemap::PageMap;
 use super::{
     Corruption, CorruptionKind, POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE,
@@ -293,11 +293,16 @@ pub(super) fn validate_cache<P: PageSource>(
             on_lists += 1;
         }
     }
-    let (alloc, free) = cache.cpu.both();
-    if alloc.count > MAG_SIZE || free.count > MAG_SIZE || (cache.debug && alloc.count > 0) {
+    let cpu = &cache.cpu;
+    if !cpu.consistent() || (cache.debug && cpu.count(Role::Alloc) > 0) {
         return Err(metadata(0));
     }
-    let magazine: Vec<Entry> = alloc.held().iter().chain(free.held()).copied().collect();
+    let magazine: Vec<Entry> = cpu
+        .entries(Role::Alloc)
+        .iter()
+        .chain(cpu.entries(Role::Free))
+        .copied()
+        .collect();
     for (i, e) in magazine.iter().enumerate() {
         let slab = cache.slab_of(e.gid);
         let in_use = cache

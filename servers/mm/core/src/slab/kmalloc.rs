@@ -7,13 +7,15 @@
 //! straight from the page source, labelled in the page map so that `kfree`
 //! and `ksize` find them. A zero-byte request returns [`ZERO_SIZE_PTR`].
 
+use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use super::cache::{Cache, Geometry};
 use super::pagemap::{PageInfo, PageKind};
 use super::{
-    CacheFlags, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE, Resolved, SlabAllocator, SlabError,
-    ZERO_SIZE_PTR, check,
+    CacheFlags, KMALLOC_CLASSES, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE, Resolved, SlabAllocator,
+    SlabError, ZERO_SIZE_PTR, check,
 };
 use crate::addr::PAGE_SIZE;
 use crate::memory::MemoryAccess;
@@ -41,28 +43,42 @@ const KMALLOC_NAMES: [&str; 13] = [
     "kmalloc-8k",
 ];
 
-/// Class index for sizes 1..=192, by `(size - 1) / 8` (Linux's `kmalloc_size_index`).
-const SIZE_INDEX: [u8; 24] = [
-    0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6,
-];
+/// The class index of every size in `1..=KMALLOC_MAX_CACHE_SIZE`, by
+/// `(size - 1) / 8` (the classes are multiples of 8): one load, no branch
+/// (Linux's `kmalloc_size_index` covers sizes up to 192 and takes `fls`
+/// above). A `const`, not a `static`, so that callers in other crates fold
+/// a constant size to its class at compile time.
+const CLASS_OF: [u8; KMALLOC_MAX_CACHE_SIZE / 8] = class_table();
 
-/// The class index for a size in `1..=KMALLOC_MAX_CACHE_SIZE`.
-#[inline(always)]
-fn class_index(size: usize) -> usize {
-    if size <= 192 {
-        SIZE_INDEX[(size - 1) / 8] as usize
-    } else {
-        // ceil(log2(size)) - 1: 256 -> 7, 512 -> 8, ..., 8192 -> 12.
-        (usize::BITS - (size - 1).leading_zeros()) as usize - 1
+/// Builds [`CLASS_OF`].
+const fn class_table() -> [u8; KMALLOC_MAX_CACHE_SIZE / 8] {
+    let mut table = [0u8; KMALLOC_MAX_CACHE_SIZE / 8];
+    let mut i = 0;
+    let mut class = 0;
+    while i < table.len() {
+        // Entry `i` serves sizes up to 8 * (i + 1).
+        while KMALLOC_SIZES[class] < 8 * (i + 1) {
+            class += 1;
+        }
+        table[i] = class as u8;
+        i += 1;
     }
+    table
+}
+
+/// The class index for `size`, or `None` for 0 and sizes above
+/// [`KMALLOC_MAX_CACHE_SIZE`] (one comparison: 0 wraps around).
+#[inline(always)]
+fn class_index(size: usize) -> Option<usize> {
+    CLASS_OF
+        .get(size.wrapping_sub(1) / 8)
+        .map(|&class| class as usize)
 }
 
 /// The kmalloc class serving `size` bytes, or `None` for 0 and sizes above
 /// [`KMALLOC_MAX_CACHE_SIZE`] (served by [`ZERO_SIZE_PTR`] and by pages).
 pub fn kmalloc_size_class(size: usize) -> Option<usize> {
-    (1..=KMALLOC_MAX_CACHE_SIZE)
-        .contains(&size)
-        .then(|| KMALLOC_SIZES[class_index(size)])
+    KMALLOC_SIZES.get(class_index(size)?).copied()
 }
 
 /// The alignment of a kmalloc class: the largest power of two dividing it,
@@ -71,22 +87,34 @@ fn class_align(size: usize) -> u64 {
     (1u64 << size.trailing_zeros()).min(PAGE_SIZE)
 }
 
-/// The kmalloc caches, checking or not.
-pub(super) fn kmalloc_caches(checking: bool) -> impl Iterator<Item = Cache> {
+/// The kmalloc caches, checking or not, smallest class first.
+pub(super) fn kmalloc_caches(checking: bool) -> [Box<Cache>; KMALLOC_CLASSES] {
     let flags = if checking {
         CacheFlags::DEBUG
     } else {
         CacheFlags::NONE
     };
-    KMALLOC_SIZES
+    let caches: Vec<Box<Cache>> = KMALLOC_SIZES
         .iter()
         .zip(KMALLOC_NAMES)
-        .filter_map(move |(&size, name)| {
-            // The class geometries are valid by construction (a unit test
-            // checks every one); filter_map keeps this panic-free.
+        .filter_map(|(&size, name)| {
             let geo = Geometry::new(size as u64, class_align(size), checking)?;
-            Some(Cache::new(String::from(name), geo, flags, None, true))
+            Some(Box::new(Cache::new(
+                String::from(name),
+                geo,
+                flags,
+                None,
+                true,
+            )))
         })
+        .collect();
+    match caches.try_into() {
+        Ok(caches) => caches,
+        // The class geometries are constants, all valid (the unit test
+        // `kmalloc_caches_have_valid_geometry` builds every one): no input
+        // reaches this.
+        Err(_) => unreachable!("a kmalloc class has no valid geometry"),
+    }
 }
 
 /// The page order holding `size` bytes.
@@ -102,15 +130,48 @@ impl<P: PageSource> SlabAllocator<P> {
     /// Linux: `kmalloc`. 0 bytes give [`ZERO_SIZE_PTR`]; sizes above
     /// [`KMALLOC_MAX_SIZE`] fail with [`SlabError::TooLarge`]. The contents
     /// are unspecified ([`super::POISON_INUSE`] in checking mode).
-    #[inline]
+    ///
+    /// Inlined, so that for a constant size the class folds away and the
+    /// fast path is a magazine pop. The slow path returns the address in a
+    /// register and its error, if any, through memory, so the `Result` is
+    /// built from memory only on failure.
+    #[inline(always)]
     pub fn kmalloc(&mut self, mem: &mut dyn MemoryAccess, size: usize) -> Result<u64, SlabError> {
-        if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE {
-            return self.alloc_from(class_index(size), mem, size);
+        if let Some(class) = class_index(size)
+            && let Some(addr) = self.caches.class_mut(class).and_then(Cache::pop_alloc)
+        {
+            return Ok(addr);
         }
-        if size == 0 {
-            return Ok(ZERO_SIZE_PTR);
+        let mut err = SlabError::OutOfMemory;
+        match self.kmalloc_slow(mem, size, &mut err) {
+            0 => Err(err),
+            addr => Ok(addr),
         }
-        self.kmalloc_large(size)
+    }
+
+    /// Everything [`Self::kmalloc`]'s fast path leaves: an empty magazine,
+    /// checking mode, zero and large sizes. Returns the address, or 0 with
+    /// the error in `err` (0 is never an allocation: arenas exclude the
+    /// first page).
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_slow(
+        &mut self,
+        mem: &mut dyn MemoryAccess,
+        size: usize,
+        err: &mut SlabError,
+    ) -> u64 {
+        let result = if let Some(class) = class_index(size) {
+            self.alloc_slow(class, mem, size)
+        } else if size == 0 {
+            Ok(ZERO_SIZE_PTR)
+        } else {
+            self.kmalloc_large(size)
+        };
+        result.unwrap_or_else(|e| {
+            *err = e;
+            0
+        })
     }
 
     /// Allocates `2^order` pages for a large request.

@@ -32,23 +32,39 @@
 //! # The fast path
 //!
 //! Each cache has a per-CPU part (one CPU here): two magazines of up to 64
-//! free objects, Bonwick-style. Allocation pops an address from the alloc
-//! magazine and marks the object live (one byte store). Free reads the
-//! page's descriptor, which for power-of-two strides carries what turns the
-//! address into an object id with a shift (otherwise a reciprocal
-//! multiplication, never a division), checks that the object is live, and
-//! pushes it onto the free magazine. The magazine is addressed through a
-//! hint, the cache of the previous free, so that a run of frees to one cache
-//! does not wait on each free's descriptor lookup before the next can
-//! proceed; a wrong hint costs one more call. When the alloc magazine is
-//! empty it takes the free one's objects, if any; otherwise refill (64
-//! objects) and flush (32) move objects between the magazines and the
-//! slabs' free bitmaps, preferring partly used slabs. Slabs that empty
-//! beyond two per cache go straight back to the page source.
+//! free objects, Bonwick-style, one that allocation pops from and one that
+//! free pushes onto. `kmalloc` and `kfree` are inlined into their callers,
+//! so that a constant size folds to its class (a table lookup otherwise),
+//! and their slow paths are out of line and return addresses in registers,
+//! so that the fast paths build no `Result` in memory. No `dyn
+//! MemoryAccess` call is made on them.
+//!
+//! - **Allocation** pops an address from the class's alloc magazine and
+//!   marks the object live (one byte store), about 14 instructions on
+//!   aarch64.
+//! - **Free** reads the page's descriptor, which for the caches whose
+//!   objects tile their slabs a power of two apart (every kmalloc class but
+//!   96 and 192, outside checking mode) turns the address into an object id
+//!   with one rotation: an address that is not an object start, or on any
+//!   other page, gets an id beyond every state array, so the bounds check
+//!   of the state byte is the only test. It checks that the object is live
+//!   (one load and compare of its state byte) and pushes it onto the free
+//!   magazine, about 35 instructions. The cache is addressed through a hint,
+//!   the kmalloc class of the previous free, so that its loads do not wait
+//!   for the descriptor; a wrong hint costs one call.
+//!
+//! When the alloc magazine is empty it takes the free one's objects, if
+//! any, in O(1) (the magazines exchange the halves of one array);
+//! otherwise refill (64 objects) and flush (32) move objects between the
+//! magazines and the slabs' free bitmaps, preferring partly used slabs.
+//! Slabs that empty beyond two per cache go straight back to the page
+//! source. Everything else — other strides, a full magazine, other arenas,
+//! large allocations, and every error — takes the slow paths, which decide
+//! from scratch, so the fast paths never need to report why they declined.
 //!
 //! Checking caches stay off these paths without a test of the mode: their
-//! pages carry another descriptor kind, and their alloc magazine stays
-//! empty, so both fast paths hand them to the slow paths, which check.
+//! pages carry no fast descriptor, and their alloc magazine stays empty, so
+//! both fast paths hand them to the slow paths, which check.
 //!
 //! # Arenas
 //!
@@ -62,6 +78,7 @@ mod cache;
 mod check;
 mod kmalloc;
 mod pagemap;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -70,8 +87,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::BitOr;
 
-use cache::{Cache, FREE, Geometry, LIVE, MAG_BATCH, MAG_REFILL, MAG_SIZE, QUARANTINED};
+use cache::{Cache, FREE, Geometry, LIVE, MAG_BATCH, MAG_REFILL, MAG_SIZE, QUARANTINED, Role};
 use pagemap::{PageKind, PageMap};
+use table::{CacheTable, Class};
 
 use crate::addr::PAGE_SIZE;
 use crate::memory::{AccessError, MemoryAccess};
@@ -356,18 +374,6 @@ pub struct SlabStats {
     pub caches: usize,
 }
 
-/// The outcome of [`SlabAllocator::free_fast`].
-enum FreeFast {
-    /// Freed.
-    Done,
-    /// Object `gid` of cache `ci` needs the slow path.
-    Slow { ci: usize, gid: usize },
-    /// A slab object of a cache other than the hinted one.
-    Miss,
-    /// Anything else: [`SlabAllocator::free_other`] sorts it out.
-    Other,
-}
-
 /// A live allocation found from its address.
 #[derive(Clone, Copy, Debug)]
 enum Resolved {
@@ -379,14 +385,14 @@ enum Resolved {
 
 /// Slab caches and the kmalloc family over one page source.
 pub struct SlabAllocator<P: PageSource> {
-    caches: Vec<Cache>,
+    caches: CacheTable,
     dead: Vec<u16>,
     pm: PageMap<P>,
     checking: bool,
     large_pages: u64,
     large_allocs: u64,
-    /// The cache of the last free (see [`SlabAllocator::free_fast`]).
-    free_hint: usize,
+    /// The kmalloc class of the last free (see [`SlabAllocator::free_fast`]).
+    free_hint: Class,
 }
 
 impl<P: PageSource> SlabAllocator<P> {
@@ -403,16 +409,14 @@ impl<P: PageSource> SlabAllocator<P> {
     }
 
     fn build(source: P, checking: bool) -> Self {
-        let mut caches = Vec::with_capacity(KMALLOC_CLASSES);
-        caches.extend(kmalloc::kmalloc_caches(checking));
         SlabAllocator {
-            caches,
+            caches: CacheTable::new(kmalloc::kmalloc_caches(checking)),
             dead: Vec::new(),
             pm: PageMap::new(source),
             checking,
             large_pages: 0,
             large_allocs: 0,
-            free_hint: 0,
+            free_hint: Class::default(),
         }
     }
 
@@ -484,12 +488,8 @@ impl<P: PageSource> SlabAllocator<P> {
                 index
             }
             None => {
-                let index = u16::try_from(self.caches.len()).map_err(|_| SlabError::OutOfMemory)?;
-                self.caches
-                    .try_reserve(1)
-                    .map_err(|_| SlabError::OutOfMemory)?;
-                self.caches.push(cache);
-                index
+                u16::try_from(self.caches.len()).map_err(|_| SlabError::OutOfMemory)?;
+                self.caches.push(cache)? as u16
             }
         };
         Ok(CacheId {
@@ -513,14 +513,38 @@ impl<P: PageSource> SlabAllocator<P> {
     /// the page source is exhausted; in checking mode, with
     /// [`SlabError::Corrupted`] when the object about to be handed out was
     /// written while free (it is quarantined; the next call gets another).
+    #[inline]
     pub fn kmem_cache_alloc(
         &mut self,
         mem: &mut dyn MemoryAccess,
         id: CacheId,
     ) -> Result<u64, SlabError> {
         let ci = self.index_of(id)?;
+        if let Some(addr) = self.caches.get_mut(ci).and_then(Cache::pop_alloc) {
+            return Ok(addr);
+        }
+        let mut err = SlabError::OutOfMemory;
+        match self.cache_alloc_slow(ci, mem, &mut err) {
+            0 => Err(err),
+            addr => Ok(addr),
+        }
+    }
+
+    /// Everything [`Self::kmem_cache_alloc`]'s fast path leaves. Returns the
+    /// address, or 0 with the error in `err` (as `kmalloc_slow`).
+    #[cold]
+    #[inline(never)]
+    fn cache_alloc_slow(
+        &mut self,
+        ci: usize,
+        mem: &mut dyn MemoryAccess,
+        err: &mut SlabError,
+    ) -> u64 {
         let size = self.caches[ci].geo.object_size as usize;
-        self.alloc_from(ci, mem, size)
+        self.alloc_slow(ci, mem, size).unwrap_or_else(|e| {
+            *err = e;
+            0
+        })
     }
 
     /// Allocates a zeroed object from cache `id` (Linux: `kmem_cache_zalloc`).
@@ -542,6 +566,7 @@ impl<P: PageSource> SlabAllocator<P> {
     ///
     /// Linux: `kmem_cache_free`. An object of another cache is refused with
     /// [`SlabError::WrongCache`] (Linux warns and frees it to its own cache).
+    #[inline]
     pub fn kmem_cache_free(
         &mut self,
         mem: &mut dyn MemoryAccess,
@@ -616,10 +641,7 @@ impl<P: PageSource> SlabAllocator<P> {
 
     /// Statistics of the kmalloc caches, smallest class first.
     pub fn kmalloc_stats(&self) -> Vec<CacheStats> {
-        self.caches[..KMALLOC_CLASSES]
-            .iter()
-            .map(stats_of)
-            .collect()
+        self.caches.classes().map(stats_of).collect()
     }
 
     /// Whole-allocator page accounting.
@@ -663,34 +685,10 @@ impl<P: PageSource> SlabAllocator<P> {
 
     // ----- the object fast paths -----
 
-    /// Allocates from cache index `ci` a live object for a `req`-byte request.
-    ///
-    /// Checking caches keep their alloc magazine empty, so the fast path
-    /// needs no test of the mode.
-    #[inline(always)]
-    fn alloc_from(
-        &mut self,
-        ci: usize,
-        mem: &mut dyn MemoryAccess,
-        req: usize,
-    ) -> Result<u64, SlabError> {
-        if let Some(cache) = self.caches.get_mut(ci) {
-            let mag = cache.cpu.alloc();
-            if let Some(top) = mag.count.checked_sub(1) {
-                let e = mag.entries[top & (MAG_SIZE - 1)];
-                if let Some(state) = cache.state.get_mut(e.gid) {
-                    *state = LIVE;
-                    cache.cpu.alloc().count = top;
-                    return Ok(e.addr);
-                }
-            }
-        }
-        self.alloc_slow(ci, mem, req)
-    }
-
     /// The allocation slow path: take the free magazine's objects or refill
     /// from the slabs (growing the cache if needed); checking caches
     /// allocate from their free magazine, with checks.
+    #[cold]
     #[inline(never)]
     fn alloc_slow(
         &mut self,
@@ -700,27 +698,16 @@ impl<P: PageSource> SlabAllocator<P> {
     ) -> Result<u64, SlabError> {
         let cache = self.caches.get_mut(ci).ok_or(SlabError::NoSuchCache)?;
         let debug = cache.debug;
-        let empty = if debug {
-            cache.cpu.free().count == 0
-        } else {
-            cache.cpu.alloc().count == 0
-        };
-        if empty {
-            if !debug && cache.cpu.free().count > 0 {
+        let role = cache.refill_target();
+        if cache.cpu.count(role) == 0 {
+            if !debug && cache.cpu.count(Role::Free) > 0 {
                 cache.cpu.reload();
             } else if cache.refill_from_slabs(MAG_REFILL) == 0 {
                 cache.grow(&mut self.pm, ci as u16, mem)?;
                 cache.refill_from_slabs(MAG_REFILL);
             }
         }
-        let mag = if debug {
-            cache.cpu.free()
-        } else {
-            cache.cpu.alloc()
-        };
-        let top = mag.count.checked_sub(1).ok_or(SlabError::OutOfMemory)?;
-        let e = mag.entries[top];
-        mag.count = top;
+        let e = cache.cpu.pop(role).ok_or(SlabError::OutOfMemory)?;
         if debug {
             match check::on_alloc(cache, mem, e, req as u64) {
                 Ok(()) => {}
@@ -730,7 +717,8 @@ impl<P: PageSource> SlabAllocator<P> {
                     return Err(err);
                 }
                 Err(err) => {
-                    cache.cpu.free().count = top + 1;
+                    // Not handed out: back on top, as it was.
+                    cache.cpu.push(role, e);
                     return Err(err);
                 }
             }
@@ -742,72 +730,76 @@ impl<P: PageSource> SlabAllocator<P> {
         Ok(e.addr)
     }
 
-    /// The free fast path: finds the object at `addr` and pushes it onto its
-    /// cache's free magazine. Objects of checking caches, on pages labelled
-    /// [`PageKind::SlabChecked`], are left to [`Self::free_other`].
+    /// The free fast path: finds the object at `addr` through its page's
+    /// descriptor and pushes it onto its cache's free magazine; `only`
+    /// restricts it to one cache (`kmem_cache_free`). `false` changes
+    /// nothing and leaves the free to [`Self::free_other`]: objects of
+    /// checking caches (their pages are not fast), strides that are not a
+    /// power of two, a full magazine, and every error.
     #[inline(always)]
-    fn free_fast(&mut self, addr: u64, only: Option<usize>) -> FreeFast {
-        // The magazine is addressed through the hint (the cache of the
-        // previous free) before the page descriptor is read, so that
-        // successive frees to one cache do not wait for each other's
-        // lookups; a wrong hint is corrected below.
-        let hint = self.free_hint;
-        let Some(cache) = self.caches.get_mut(hint) else {
-            return FreeFast::Other;
-        };
-        let Some(info) = self.pm.lookup(addr) else {
-            return FreeFast::Other;
-        };
-        if info.kind != PageKind::Slab || only.is_some_and(|c| c != info.cache as usize) {
-            return FreeFast::Other;
+    fn free_fast(&mut self, addr: u64, only: Option<usize>) -> bool {
+        match only {
+            None => self.kfree_fast(addr),
+            Some(ci) => self.cache_free_fast(addr, ci),
         }
-        if info.cache as usize != hint {
-            return FreeFast::Miss;
-        }
-        let Some(gid) = cache.object_index(info, addr) else {
-            return FreeFast::Other;
-        };
-        if let Some(state) = cache.state.get_mut(gid)
-            && *state == LIVE
-        {
-            let mag = cache.cpu.free();
-            if let Some(slot) = mag.entries.get_mut(mag.count) {
-                *state = FREE;
-                *slot = cache::Entry { addr, gid };
-                mag.count += 1;
-                return FreeFast::Done;
-            }
-        }
-        FreeFast::Slow { ci: hint, gid }
     }
 
-    /// The free fast path for a cache other than the hinted one: the same
-    /// as [`Self::free_fast`], addressed through the page descriptor.
-    #[inline(never)]
-    fn free_miss(&mut self, addr: u64) -> FreeFast {
-        let Some(info) = self.pm.lookup(addr) else {
-            return FreeFast::Other;
+    /// [`Self::free_fast`] for `kfree`.
+    #[inline(always)]
+    fn kfree_fast(&mut self, addr: u64) -> bool {
+        // The cache is addressed through the hint (the kmalloc class of the
+        // previous free) before the page descriptor is read, so that the
+        // loads of its state array and magazine do not wait for that
+        // descriptor; a wrong hint costs one more call.
+        let hint = self.free_hint;
+        let cache = self.caches.class(hint);
+        let Some(info) = self.pm.lookup_primary(addr) else {
+            return self.free_fast_arenas(addr);
         };
+        // Not a fast page, or not an object start: an id no cache has.
+        let gid = info.fast_object(addr);
         let ci = info.cache as usize;
-        let Some(cache) = self.caches.get_mut(ci) else {
-            return FreeFast::Other;
-        };
-        self.free_hint = ci;
-        let Some(gid) = cache.object_index(info, addr) else {
-            return FreeFast::Other;
-        };
-        if let Some(state) = cache.state.get_mut(gid)
-            && *state == LIVE
-        {
-            let mag = cache.cpu.free();
-            if let Some(slot) = mag.entries.get_mut(mag.count) {
-                *state = FREE;
-                *slot = cache::Entry { addr, gid };
-                mag.count += 1;
-                return FreeFast::Done;
-            }
+        if ci == hint as usize {
+            return cache.push_free(addr, gid);
         }
-        FreeFast::Slow { ci, gid }
+        self.free_fast_miss(ci, addr, gid)
+    }
+
+    /// [`Self::free_fast`] for `kmem_cache_free` of cache index `ci`: the
+    /// cache is known before the page descriptor is read.
+    #[inline(always)]
+    fn cache_free_fast(&mut self, addr: u64, ci: usize) -> bool {
+        let Some(cache) = self.caches.get_mut(ci) else {
+            return false;
+        };
+        match self.pm.lookup(addr) {
+            Some(info) if info.cache as usize == ci => {
+                cache.push_free(addr, info.fast_object(addr))
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Self::kfree_fast`] for an address outside the first arena.
+    #[inline(never)]
+    fn free_fast_arenas(&mut self, addr: u64) -> bool {
+        let Some(info) = self.pm.lookup(addr) else {
+            return false;
+        };
+        let gid = info.fast_object(addr);
+        self.free_fast_miss(info.cache as usize, addr, gid)
+    }
+
+    /// [`Self::kfree_fast`] for a cache other than the hinted class.
+    #[inline(never)]
+    fn free_fast_miss(&mut self, ci: usize, addr: u64, gid: u64) -> bool {
+        if let Some(class) = Class::new(ci) {
+            self.free_hint = class;
+        }
+        match self.caches.get_mut(ci) {
+            Some(cache) => cache.push_free(addr, gid),
+            None => false,
+        }
     }
 
     /// Frees the object at `addr` (kfree if `only` is `None`, else
@@ -819,20 +811,16 @@ impl<P: PageSource> SlabAllocator<P> {
         only: Option<usize>,
         mem: &mut dyn MemoryAccess,
     ) -> Result<(), SlabError> {
-        let mut outcome = self.free_fast(addr, only);
-        if let FreeFast::Miss = outcome {
-            outcome = self.free_miss(addr);
+        if self.free_fast(addr, only) {
+            return Ok(());
         }
-        match outcome {
-            FreeFast::Done => Ok(()),
-            FreeFast::Slow { ci, gid } => self.free_slow(ci, gid, addr, mem),
-            FreeFast::Other | FreeFast::Miss => self.free_other(addr, only, mem),
-        }
+        self.free_other(addr, only, mem)
     }
 
     /// Everything the free fast path leaves: objects of checking caches,
-    /// `kmem_cache_free` (which checks the cache), null and
+    /// strides that are not a power of two, a full free magazine, null and
     /// [`ZERO_SIZE_PTR`], large allocations, errors.
+    #[cold]
     #[inline(never)]
     fn free_other(
         &mut self,
@@ -871,6 +859,7 @@ impl<P: PageSource> SlabAllocator<P> {
 
     /// The free slow path: state errors, checking mode's checks, and a full
     /// free magazine (emptied into an empty alloc magazine, or flushed).
+    #[cold]
     #[inline(never)]
     fn free_slow(
         &mut self,
@@ -897,17 +886,16 @@ impl<P: PageSource> SlabAllocator<P> {
                 Err(err) => return Err(err),
             }
         }
-        if cache.cpu.free().count == MAG_SIZE {
-            if !cache.debug && cache.cpu.alloc().count == 0 {
+        if cache.cpu.count(Role::Free) == MAG_SIZE {
+            if !cache.debug && cache.cpu.count(Role::Alloc) == 0 {
                 cache.cpu.reload();
             } else {
-                cache.flush(&mut self.pm, MAG_BATCH, false);
+                cache.flush(&mut self.pm, MAG_BATCH, Role::Free);
             }
         }
         cache.state[gid] = FREE;
-        let mag = cache.cpu.free();
-        mag.entries[mag.count] = cache::Entry { addr, gid };
-        mag.count += 1;
+        // Room was made above.
+        cache.cpu.push(Role::Free, cache::Entry { addr, gid });
         Ok(())
     }
 

@@ -42,51 +42,69 @@ impl PageKind {
 
 /// The out-of-band descriptor of one page (16 bytes).
 ///
-/// For slab pages of caches whose stride is a power of two it also carries
-/// what turns an address into an object id, so that `kfree` finds the
-/// object without first reading its cache (one dependent load less on the
-/// fast path).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Slab pages of the caches that the free fast path serves (see
+/// [`PageInfo::fast_object`]) also carry what turns an address into an
+/// object id with one rotation, so that `kfree` finds the object without
+/// reading its cache's geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(16))]
 pub(super) struct PageInfo {
+    /// Fast slab pages: log2 of the stride (at most [`PAGE_SHIFT`]).
+    /// Every other page: 0.
+    pub fast_shift: u8,
     /// What the page is used for.
     pub kind: PageKind,
-    /// Slab pages: the page's index within its slab. Large head: the order.
-    pub sub: u8,
     /// Slab pages: the owning cache's index.
     pub cache: u16,
+    /// Fast slab pages: the id of the first object on this page. Every
+    /// other page: [`NO_GID`].
+    pub page_gid: u32,
     /// Slab pages: the id of the slab's first object (`slab << shift`).
     pub gid_base: u32,
-    /// Slab pages: `(sub << PAGE_SHIFT) - left` (wrapping): added to an
-    /// address's offset in its page, the offset from the slab's first object.
-    pub rel_base: u32,
-    /// Slab pages: log2 of the stride, or [`NO_SHIFT`] if it is not a power of two.
-    pub stride_shift: u8,
-    /// Slab pages: objects per slab.
-    pub nobj: u16,
+    /// Slab pages: the page's index within its slab. Large head: the order.
+    pub sub: u8,
 }
 
-/// [`PageInfo::stride_shift`] of a stride that is not a power of two.
-pub(super) const NO_SHIFT: u8 = u8::MAX;
+/// [`PageInfo::page_gid`] of a page the free fast path does not serve.
+///
+/// No cache has this many objects (`Cache::grow` keeps every object id
+/// below `u32::MAX`), so every id derived from it is out of bounds of every
+/// cache's state array.
+pub(super) const NO_GID: u32 = u32::MAX;
 
 impl PageInfo {
-    /// The id of the object starting at `addr` on this slab page, for
-    /// power-of-two strides: `Some(None)` if `addr` is not an object start,
-    /// `None` if the stride needs the cache's reciprocal division.
+    /// The descriptor of a page this allocator does not hold.
+    pub const UNUSED: PageInfo = PageInfo {
+        fast_shift: 0,
+        kind: PageKind::Unused,
+        cache: 0,
+        page_gid: NO_GID,
+        gid_base: 0,
+        sub: 0,
+    };
+
+    /// The id of the object starting at `addr`, if this is a fast slab
+    /// page and `addr` is an object start; otherwise an id of at least
+    /// [`NO_GID`], which no cache has (so that the caller's bounds check of
+    /// the id is the only test on the fast path).
+    ///
+    /// Fast pages belong to caches whose objects, a power of two of at
+    /// most a page apart, tile their slabs exactly from the slab's base
+    /// (no red zone, no tail), so that every stride-aligned address of a
+    /// page starts an object: `page_gid + (offset >> fast_shift)`. The
+    /// offset is rotated rather than shifted: an offset that is not a
+    /// multiple of the stride has a low bit set, which the rotation moves
+    /// to the top, giving an id of at least 2^52.
     #[inline(always)]
-    pub fn object_index_pow2(&self, addr: u64) -> Option<Option<usize>> {
-        if self.stride_shift == NO_SHIFT {
-            return None;
-        }
-        // An address below the first object wraps to a huge offset, hence a
-        // huge index.
-        let rel = ((addr as u32) & (PAGE_SIZE as u32 - 1)).wrapping_add(self.rel_base);
-        let shift = (self.stride_shift & 31) as u32;
-        let idx = rel >> shift;
-        Some(
-            (idx << shift == rel && idx < self.nobj as u32)
-                .then_some((self.gid_base + idx) as usize),
-        )
+    pub fn fast_object(&self, addr: u64) -> u64 {
+        let off = addr & (PAGE_SIZE - 1);
+        u64::from(self.page_gid) + off.rotate_right(u32::from(self.fast_shift))
+    }
+}
+
+impl Default for PageInfo {
+    fn default() -> Self {
+        PageInfo::UNUSED
     }
 }
 
@@ -182,6 +200,13 @@ impl<P: PageSource> PageMap<P> {
             Some(info) => Some(info),
             None => self.lookup_others(addr),
         }
+    }
+
+    /// [`Self::lookup`] in the first arena only (the free fast path).
+    #[inline(always)]
+    pub fn lookup_primary(&self, addr: u64) -> Option<&PageInfo> {
+        let index = addr.wrapping_sub(self.primary.base) >> PAGE_SHIFT;
+        self.primary.pages.get(index as usize)
     }
 
     /// [`Self::lookup`] beyond the primary arena.

@@ -6,7 +6,7 @@ use std::vec::Vec;
 
 use proptest::prelude::*;
 
-use super::cache::Geometry;
+use super::cache::{Geometry, Role};
 use super::*;
 use crate::memory::ArenaMemory;
 
@@ -111,9 +111,8 @@ fn read(mem: &ArenaMemory, addr: u64, len: usize) -> Vec<u8> {
 
 #[test]
 fn metadata_layout() {
-    // The fast paths rely on these: a shift to index caches, one 16-byte
-    // descriptor per page.
-    assert_eq!(core::mem::size_of::<super::cache::Cache>(), 4096);
+    // One 16-byte descriptor per page; a cache small enough to box.
+    assert!(core::mem::size_of::<super::cache::Cache>() <= 4096);
     assert_eq!(core::mem::size_of::<super::pagemap::PageInfo>(), 16);
 }
 
@@ -365,6 +364,146 @@ fn frees_alternating_between_caches() {
     slab.kmem_cache_destroy(c).unwrap();
     slab.shrink_all();
     assert_eq!(slab.page_source().pages_out, 0);
+}
+
+#[test]
+fn fast_object_ids() {
+    use super::pagemap::{NO_GID, PageInfo, PageKind};
+    // Pages the fast path does not serve give ids beyond every cache.
+    for off in 0..PAGE_SIZE {
+        for page in [BASE, BASE + 7 * PAGE_SIZE] {
+            assert!(PageInfo::UNUSED.fast_object(page + off) >= u64::from(NO_GID));
+        }
+    }
+    // Fast pages: object starts give their id, anything else at least 2^52.
+    for shift in 3..=12u8 {
+        let stride = 1u64 << shift;
+        for page_gid in [0, 12_345, u32::MAX - 4096] {
+            let info = PageInfo {
+                fast_shift: shift,
+                kind: PageKind::Slab,
+                cache: 3,
+                page_gid,
+                gid_base: 0,
+                sub: 0,
+            };
+            for off in 0..PAGE_SIZE {
+                let id = info.fast_object(BASE + 5 * PAGE_SIZE + off);
+                if off % stride == 0 {
+                    assert_eq!(id, u64::from(page_gid) + off / stride);
+                } else {
+                    assert!(id >= 1 << 52, "shift {shift} offset {off}: id {id:#x}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_address_but_live_objects_is_refused() {
+    // Every 8-byte aligned address of every page the allocator holds —
+    // slabs of every class (fast pages and not), caches of both kinds, a
+    // large allocation — that is not a live allocation is refused by kfree
+    // and kmem_cache_free, and changes nothing.
+    for checking in [false, true] {
+        let (mut slab, mut mem) = setup(checking);
+        let pow2 = slab
+            .kmem_cache_create("pow2", 256, 0, CacheFlags::NONE, None)
+            .unwrap();
+        let odd = slab
+            .kmem_cache_create("odd", 40, 0, CacheFlags::NONE, None)
+            .unwrap();
+        // Over two slabs of each, every third object freed again: objects
+        // live, in both magazines and back in their slabs.
+        let mut live = BTreeMap::new();
+        for (i, &size) in KMALLOC_SIZES.iter().enumerate() {
+            let per = slab.kmalloc_stats()[i].objects_per_slab;
+            for k in 0..2 * per + 5 {
+                let a = slab.kmalloc(&mut mem, size).unwrap();
+                if k % 3 == 0 {
+                    slab.kfree(&mut mem, a).unwrap();
+                } else {
+                    live.insert(a, None);
+                }
+            }
+        }
+        for id in [pow2, odd] {
+            let per = slab.cache_stats(id).unwrap().objects_per_slab;
+            for k in 0..2 * per + 5 {
+                let a = slab.kmem_cache_alloc(&mut mem, id).unwrap();
+                if k % 3 == 0 {
+                    slab.kmem_cache_free(&mut mem, id, a).unwrap();
+                } else {
+                    live.insert(a, Some(id));
+                }
+            }
+        }
+        live.insert(
+            slab.kmalloc(&mut mem, 3 * PAGE_SIZE as usize).unwrap(),
+            None,
+        );
+        let snapshot = |s: &SlabAllocator<TestPages>| {
+            (
+                s.stats(),
+                s.kmalloc_stats(),
+                s.cache_stats(pow2).unwrap(),
+                s.cache_stats(odd).unwrap(),
+            )
+        };
+        let before = snapshot(&slab);
+        let end = slab.page_source().next;
+        for a in (BASE..end).step_by(8) {
+            if live.contains_key(&a) {
+                continue;
+            }
+            assert!(slab.kfree(&mut mem, a).is_err(), "kfree {a:#x}");
+            assert!(slab.kmem_cache_free(&mut mem, pow2, a).is_err());
+        }
+        assert_eq!(snapshot(&slab), before);
+        check_invariants(&slab, &mem);
+        for (a, cache) in live {
+            match cache {
+                Some(id) => slab.kmem_cache_free(&mut mem, id, a).unwrap(),
+                None => slab.kfree(&mut mem, a).unwrap(),
+            }
+        }
+        check_invariants(&slab, &mem);
+    }
+}
+
+#[test]
+fn frees_in_other_arenas() {
+    // The fast path looks up the first arena inline and the others out of
+    // line, with the same checks.
+    let mut slab = SlabAllocator::new(TestPages::new(BASE, LEN));
+    slab.add_arena(BASE + LEN / 2, LEN / 2).unwrap();
+    slab.add_arena(BASE, LEN / 2).unwrap();
+    let mut mem = ArenaMemory::new(BASE, LEN as usize);
+    let objs: Vec<u64> = (0..300)
+        .map(|_| slab.kmalloc(&mut mem, 64).unwrap())
+        .collect();
+    assert!(objs.iter().all(|&a| a < BASE + LEN / 2));
+    for &a in &objs {
+        let interior = a + 8;
+        let err = Err(SlabError::InvalidAddress { addr: interior });
+        assert_eq!(slab.kfree(&mut mem, interior), err);
+    }
+    let (freed, kept): (Vec<u64>, Vec<u64>) = objs.iter().partition(|&&a| a % 128 == 0);
+    for &a in &freed {
+        slab.kfree(&mut mem, a).unwrap();
+    }
+    let before = slab.stats();
+    for &a in &freed {
+        assert_eq!(
+            slab.kfree(&mut mem, a),
+            Err(SlabError::DoubleFree { addr: a })
+        );
+    }
+    assert_eq!(slab.stats(), before);
+    for &a in &kept {
+        slab.kfree(&mut mem, a).unwrap();
+    }
+    check_invariants(&slab, &mem);
 }
 
 #[test]
@@ -1111,6 +1250,99 @@ fn run(ops: Vec<Op>, checking: bool) {
     assert_eq!(m.slab.page_source().pages_out, 0);
 }
 
+/// An operation on the magazines of a [`super::cache::CpuCache`].
+#[derive(Clone, Debug)]
+enum MagOp {
+    Push(Role),
+    Pop(Role),
+    Reload,
+    RemoveOldest(Role, usize),
+    /// Entries added through `spare` and `commit`, as a refill does.
+    Refill(Role, usize),
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![Just(Role::Alloc), Just(Role::Free)]
+}
+
+fn mag_op() -> impl Strategy<Value = MagOp> {
+    prop_oneof![
+        6 => role().prop_map(MagOp::Push),
+        6 => role().prop_map(MagOp::Pop),
+        2 => Just(MagOp::Reload),
+        1 => (role(), 0usize..80).prop_map(|(r, n)| MagOp::RemoveOldest(r, n)),
+        1 => (role(), 0usize..80).prop_map(|(r, n)| MagOp::Refill(r, n)),
+    ]
+}
+
+/// Runs `ops` on the magazines and on a model (two vectors, bottom first),
+/// comparing every magazine's entries in order after every step.
+fn run_magazines(ops: Vec<MagOp>) {
+    use super::cache::{CpuCache, Entry, MAG_SIZE};
+    let slot = |r: Role| match r {
+        Role::Alloc => 0,
+        Role::Free => 1,
+    };
+    let mut cpu = CpuCache::EMPTY;
+    let mut model: [Vec<Entry>; 2] = [Vec::new(), Vec::new()];
+    let mut next = 1usize;
+    let mut fresh = || {
+        next += 1;
+        Entry {
+            addr: next as u64 * 64,
+            gid: next,
+        }
+    };
+    let gids = |es: &[Entry]| es.iter().map(|e| e.gid).collect::<Vec<_>>();
+    for op in ops {
+        match op {
+            MagOp::Push(r) => {
+                let e = fresh();
+                let room = model[slot(r)].len() < MAG_SIZE;
+                assert_eq!(cpu.push(r, e), room);
+                if room {
+                    model[slot(r)].push(e);
+                }
+            }
+            MagOp::Pop(r) => {
+                let got = cpu.pop(r).map(|e| e.gid);
+                assert_eq!(got, model[slot(r)].pop().map(|e| e.gid));
+            }
+            MagOp::Reload => {
+                cpu.reload();
+                if model[0].is_empty() {
+                    model[0] = core::mem::take(&mut model[1]);
+                }
+            }
+            MagOp::RemoveOldest(r, n) => {
+                let k = n.min(model[slot(r)].len());
+                assert_eq!(gids(cpu.oldest(r, n)), gids(&model[slot(r)][..k]));
+                cpu.remove_oldest(r, n);
+                model[slot(r)].drain(..k);
+            }
+            MagOp::Refill(r, n) => {
+                if r == Role::Alloc && cpu.count(r) == 0 {
+                    cpu.reset_alloc();
+                }
+                let start = cpu.count(r);
+                let spare = cpu.spare(r);
+                let k = n.min(spare.len());
+                let added: Vec<Entry> = (0..k).map(|_| fresh()).collect();
+                spare[..k].copy_from_slice(&added);
+                cpu.commit(r, k);
+                cpu.reverse_from(r, start);
+                model[slot(r)].extend(added.iter().rev());
+            }
+        }
+        assert!(cpu.consistent());
+        for r in [Role::Alloc, Role::Free] {
+            assert_eq!(cpu.count(r), model[slot(r)].len());
+            assert_eq!(gids(cpu.entries(r)), gids(&model[slot(r)]));
+        }
+        assert_eq!(cpu.held(), model[0].len() + model[1].len());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -1122,5 +1354,10 @@ proptest! {
     #[test]
     fn prop_against_model_checking(ops in proptest::collection::vec(op(), 1..120)) {
         run(ops, true);
+    }
+
+    #[test]
+    fn prop_magazines_against_model(ops in proptest::collection::vec(mag_op(), 1..400)) {
+        run_magazines(ops);
     }
 }
