@@ -16,8 +16,8 @@ use crate::handles::{
     DmaBuffer, Mapping, Pages, PagesKind, Pins, Release, SharedObject, VmArea, VmKind,
 };
 use crate::protocol::{
-    Align, ClientId, ClientInfo, Gfp, List, MAX_PFNS, MapFlags, MmError, Prot, Reply, Request,
-    VmallocKind, ZoneInfo,
+    Align, ClientId, ClientInfo, Gfp, List, MAX_PFNS, MapFlags, MemInfo, MmError, Prot, Reply,
+    Request, VmallocKind, ZoneInfo,
 };
 use crate::transport::{CallError, Error, RtTransport, Transport};
 use abi::boot::BootInfo;
@@ -397,6 +397,17 @@ impl<T: Transport> Mm<T> {
     pub fn client_stats(&self) -> Result<ClientInfo, Error> {
         match self.transport.call(&Request::ClientStats)? {
             Reply::Client(info) => Ok(info),
+            _ => Err(BAD),
+        }
+    }
+
+    /// Every frame the server manages, by class; the classes add up to the
+    /// total ([`MemInfo::conserved`]).
+    ///
+    /// Linux: `/proc/meminfo`.
+    pub fn mem_info(&self) -> Result<MemInfo, Error> {
+        match self.transport.call(&Request::MemInfo)? {
+            Reply::Mem(info) => Ok(info),
             _ => Err(BAD),
         }
     }

@@ -251,6 +251,15 @@ impl MockServer {
         self.pages.len() as u64 + self.blocks.values().map(|b| b.pages).sum::<u64>()
     }
 
+    /// Resident pages inside DMA regions.
+    pub fn dma_pages(&self) -> u64 {
+        self.regions
+            .iter()
+            .filter(|(_, r)| r.kind == RegionKind::Dma)
+            .map(|(&a, r)| self.pages.range(a..a + r.len).count() as u64)
+            .sum()
+    }
+
     /// Whether the page at `addr` is resident (has been written).
     pub fn is_resident(&self, addr: u64) -> bool {
         self.pages.contains_key(&(addr & !(PAGE_SIZE - 1)))
@@ -1095,7 +1104,17 @@ impl MockServer {
                 quota_pages: self.quota_pages,
                 regions: self.regions.len() as u64,
                 faults: self.faults,
+                dma_pages: self.dma_pages(),
             })),
+            MemInfo => {
+                let used = self.resident_pages();
+                Ok(Reply::Mem(crate::protocol::MemInfo {
+                    total: 2 * ZONE_FRAMES,
+                    free: 2 * ZONE_FRAMES - used,
+                    clients: used,
+                    ..Default::default()
+                }))
+            }
             Exit => {
                 let log = core::mem::take(&mut self.log);
                 let (reg, buf) = (self.register_calls, self.buffer_calls);

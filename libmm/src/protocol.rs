@@ -707,6 +707,12 @@ pub enum Request {
         /// The dead client.
         client: ClientId,
     },
+    /// Every frame the server manages, by class: free, pre-zeroed,
+    /// clients', shared objects', page tables, the server's own objects.
+    /// The classes add up to `total` (frame conservation), so a client can
+    /// check that what it gave back really came back. Any client may ask.
+    /// Reply: [`Reply::Mem`]. Idempotent. Linux: `/proc/meminfo`.
+    MemInfo,
 }
 
 /// Free pages of one zone.
@@ -736,6 +742,51 @@ pub struct ClientInfo {
     pub regions: u64,
     /// Page faults served for it.
     pub faults: u64,
+    /// Of `resident_pages`, frames of coherent DMA memory
+    /// (`dma_alloc_coherent` buffers and DMA pool chunks).
+    pub dma_pages: u64,
+}
+
+/// Every frame the server manages, by class (`/proc/meminfo`). The classes
+/// are disjoint and add up to `total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, MaxSize)]
+pub struct MemInfo {
+    /// Every frame the server manages.
+    pub total: u64,
+    /// Free in the buddy and per-CPU lists.
+    pub free: u64,
+    /// Free and pre-zeroed, in the zero pool.
+    pub zero_pool: u64,
+    /// Held by clients (anonymous pages, page blocks, vmalloc, DMA).
+    pub clients: u64,
+    /// Held by shared objects.
+    pub shared: u64,
+    /// Page tables, installed in clients or pooled.
+    pub page_tables: u64,
+    /// The server's own kernel objects.
+    pub reserved: u64,
+}
+
+impl MemInfo {
+    /// Whether the classes add up to the total.
+    pub fn conserved(&self) -> bool {
+        [
+            self.free,
+            self.zero_pool,
+            self.clients,
+            self.shared,
+            self.page_tables,
+            self.reserved,
+        ]
+        .iter()
+        .try_fold(0u64, |a, &b| a.checked_add(b))
+            == Some(self.total)
+    }
+
+    /// Frames free, pre-zeroed or not.
+    pub fn available(&self) -> u64 {
+        self.free.saturating_add(self.zero_pool)
+    }
 }
 
 /// A successful reply.
@@ -795,6 +846,8 @@ pub enum Reply {
     },
     /// Client statistics.
     Client(ClientInfo),
+    /// Frames by class.
+    Mem(MemInfo),
 }
 
 /// A domain error: the request was understood and refused; nothing changed.

@@ -330,6 +330,7 @@ fn every_call_sends_its_request() {
         ),
         (Request::ZoneStats, call(|mm| mm.zone_stats())),
         (Request::ClientStats, call(|mm| mm.client_stats())),
+        (Request::MemInfo, call(|mm| mm.mem_info())),
         (
             Request::ClientDied { client: 5 },
             call(|mm| mm.client_died(5)),

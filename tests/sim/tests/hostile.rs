@@ -99,7 +99,7 @@ fn request(v: u64, raw: &[u64; 6], known: &[u64], me: u64, clients: &[u64]) -> R
             [0, 12, 16, 21, 22][(raw[i] % 5) as usize]
         })
     };
-    match v % 45 {
+    match v % 46 {
         0 => Request::Map {
             addr: f(0),
             len: f(1) % (4 * MIB2 + 1),
@@ -279,6 +279,7 @@ fn request(v: u64, raw: &[u64; 6], known: &[u64], me: u64, clients: &[u64]) -> R
             addr: f(0) & !(PAGE - 1),
             len: (f(1) % 64 + 1) * PAGE,
         },
+        44 => Request::MemInfo,
         _ => Request::Unmap {
             addr: f(0) & !(MIB2 - 1),
             len: MIB2,
@@ -512,7 +513,12 @@ fn fuzz_dispatch(seed: u64, messages: usize) {
 
 #[test]
 fn dispatch_survives_hostile_messages() {
-    for seed in 0..6 {
+    // More seeds for a longer hunt: MM_FUZZ_SEEDS=200 cargo test ...
+    let seeds = std::env::var("MM_FUZZ_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6u64);
+    for seed in 0..seeds {
         fuzz_dispatch(seed, 700);
     }
 }

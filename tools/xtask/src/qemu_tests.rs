@@ -133,6 +133,29 @@ pub fn discover(root: &Path) -> Result<Vec<Test>> {
     Ok(tests)
 }
 
+/// The new expected text for `actual` output: its lines, except that where
+/// a line of the `old` expected text (searched in order, a little ahead of
+/// the last one kept) still matches, that line is kept — so blessing keeps
+/// the `{*}` wildcards of lines that did not change.
+pub fn blessed(old: &str, actual: &str) -> String {
+    const LOOKAHEAD: usize = 64;
+    let old: Vec<&str> = old.lines().collect();
+    let mut next = 0;
+    let mut out = String::with_capacity(actual.len());
+    for line in actual.lines() {
+        let end = old.len().min(next + LOOKAHEAD);
+        match (next..end).find(|&i| line_matches(old[i], line)) {
+            Some(i) => {
+                out.push_str(old[i]);
+                next = i + 1;
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Whether `actual` matches the `expected` line, where `{*}` matches any text.
 pub fn line_matches(expected: &str, actual: &str) -> bool {
     let mut parts = expected.split("{*}");
@@ -257,7 +280,9 @@ pub fn run(root: &Path, filter: Option<&str>, bless: bool) -> Result<Tally> {
         let _ = std::fs::write(&actual_file, &outcome.console);
         let expected_file = test.dir.join(&run.expected);
         if bless && outcome.status == Some(run.status) {
-            std::fs::write(&expected_file, &outcome.console).map_err(|e| e.to_string())?;
+            let old = std::fs::read_to_string(&expected_file).unwrap_or_default();
+            std::fs::write(&expected_file, blessed(&old, &outcome.console))
+                .map_err(|e| e.to_string())?;
         }
         let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
         let verdict = match outcome.status {
@@ -295,6 +320,10 @@ mod tests {
     #[test]
     fn wildcards_match_any_text() {
         assert!(line_matches("a {*} c", "a b c"));
+        assert_eq!(
+            blessed("x {*}\nold\ny = {*}\n", "x 1\nnew\ny = 2\nz\n"),
+            "x {*}\nnew\ny = {*}\nz\n"
+        );
         assert!(line_matches("a {*} c", "a  c"));
         assert!(line_matches("{*}", "anything"));
         assert!(line_matches("x{*}", "x"));

@@ -418,6 +418,7 @@ impl Server {
             R::DmaFreeCoherent { addr, size } => self.dma_free(ci, addr, size),
             R::ZoneStats => Ok(self.zone_stats()),
             R::ClientStats => Ok(self.client_stats(ci)),
+            R::MemInfo => Ok(self.mem_info()),
             R::Exit => {
                 self.reclaim(ci, "exit");
                 Ok(Reply::Done)

@@ -16,9 +16,11 @@
 //!    get_user_pages_fast;
 //! 5. the client heap (kmalloc family, kmem_cache), a mempool, and a `Vec`
 //!    on the GlobalAlloc;
-//! 6. the victim takes memory, touches its guard page, is killed by the
+//! 6. DMA: a coherent buffer and a pool of descriptors, every bus
+//!    address checked against the frame the kernel maps there;
+//! 7. the victim takes memory, touches its guard page, is killed by the
 //!    server, and its frames come back;
-//! 7. everything freed: the zones' free frames after, equal to before but
+//! 8. everything freed: the zones' free frames after, equal to before but
 //!    for what the demo's own heap still holds.
 //!
 //! Every line is deterministic (`-icount shift=0`): the QEMU test `demo`
@@ -35,7 +37,7 @@ mod program {
     use libmm::memory::RtMemory;
     use libmm::mempool::mempool_create_kmalloc_pool;
     use libmm::protocol::{Align, Gfp, MapFlags, Prot, ZoneInfo};
-    use libmm::{Mm, RtTransport};
+    use libmm::{DmaPools, Mm, RtTransport};
     use mm_core::slab::CacheFlags;
     use qemu_test_programs::mailbox::{self, COMMAND, STATE, VALUE};
     use rt::BootInfo;
@@ -369,6 +371,9 @@ mod program {
         r.check("vec", total == 99_999 * 100_000 / 2);
         drop(big);
 
+        // ----- DMA -----
+        dma(&mut r, &mm);
+
         // ----- a client that dies -----
         let vb = victim_box.map(0, Prot::READ_WRITE);
         r.check("victim mailbox", vb.is_ok());
@@ -420,7 +425,68 @@ mod program {
             "conservation: what is not free is the demo's",
             free(&before) == free(&after) + res_end,
         );
+        let m = mm.mem_info().unwrap_or_default();
+        rt::println!(
+            "meminfo: {} frames = {} free + {} pre-zeroed + {} clients' + {} shared + {} page tables + {} the server's objects",
+            m.total,
+            m.free,
+            m.zero_pool,
+            m.clients,
+            m.shared,
+            m.page_tables,
+            m.reserved
+        );
+        r.check("frame conservation", m.conserved() && m.clients == res_end);
         finish(&r);
+    }
+
+    /// Whether the kernel maps the frame at bus address `bus` behind `va`:
+    /// `follow_pfn` answers with `Page_GetAddress` on the mapping cap.
+    fn at_bus(mm: &Mm<RtTransport>, va: u64, bus: u64) -> bool {
+        mm.follow_pfn(va)
+            .is_ok_and(|pfn| pfn * PAGE + va % PAGE == bus)
+    }
+
+    /// A coherent buffer and a DMA pool, their bus addresses checked
+    /// against the frames the kernel maps.
+    fn dma(r: &mut Report, mm: &Mm<RtTransport>) {
+        let buf = mm.dma_alloc_coherent(64 << 10);
+        r.check("dma_alloc_coherent", buf.is_ok());
+        if let Ok(b) = &buf {
+            let contiguous = (0..16).all(|i| at_bus(mm, b.addr() + i * PAGE, b.bus() + i * PAGE));
+            rt::println!(
+                "dma: a 64 KiB coherent buffer (uncached) at bus {:#x}: below 4 GiB {}, 16 contiguous frames at its bus address {}",
+                b.bus(),
+                b.bus() + (64 << 10) <= 1 << 32,
+                contiguous
+            );
+            r.check("coherent buffer at its bus address", contiguous);
+        }
+        drop(buf);
+        let mut pools: DmaPools<RtTransport, RtMemory> = DmaPools::new(mm.clone(), RtMemory);
+        let Ok(pool) = pools.dma_pool_create("demo-desc", 96, 32, 4096) else {
+            r.check("dma_pool_create", false);
+            return;
+        };
+        let blocks: Vec<_> = (0..100)
+            .filter_map(|_| pools.dma_pool_alloc(pool).ok())
+            .collect();
+        let shaped = blocks
+            .iter()
+            .all(|b| b.vaddr % 32 == 0 && b.bus % 32 == 0 && b.bus / 4096 == (b.bus + 95) / 4096);
+        let at = blocks.iter().all(|b| at_bus(mm, b.vaddr, b.bus));
+        let chunks = pools.stats().chunks_in_pools;
+        rt::println!(
+            "dma: a pool of 96-byte descriptors (align 32, no 4 KiB crossing): 100 blocks from {chunks} chunks, aligned and within bounds {shaped}, each at its bus address {at}"
+        );
+        r.check("pool blocks", blocks.len() == 100 && shaped && at);
+        let freed = blocks
+            .iter()
+            .all(|b| pools.dma_pool_free(pool, b.vaddr, b.bus).is_ok());
+        r.check(
+            "pool freed and destroyed",
+            freed && pools.dma_pool_destroy(pool).is_ok(),
+        );
     }
 
     fn finish(r: &Report) -> ! {

@@ -2,14 +2,16 @@
 
 use alloc::vec::Vec;
 
+use abi::ErrorReply;
 use libmm::protocol::{MmError, Reply};
-use mm_core::addr::{PAGE_SIZE, VirtAddr};
+use mm_core::addr::{LARGE_PAGE_SIZE, PAGE_SIZE, VirtAddr};
 use mm_core::vm::{Prot, Region};
 
 use super::{page_range, prot};
 use crate::client::rflags;
 use crate::error::Fail;
 use crate::pagemap::Hold;
+use crate::phys::Fr;
 use crate::server::Server;
 
 impl Server {
@@ -167,12 +169,45 @@ impl Server {
         Ok(Reply::Done)
     }
 
-    /// follow_pfn (kernel-doc): the frame mapped at `addr`.
+    /// follow_pfn (kernel-doc): the frame mapped at `addr`, as the kernel
+    /// knows it.
+    ///
+    /// The answer is not the server's own record but the physical address
+    /// the kernel's `Page_GetAddress` gives for the very cap that maps the
+    /// page in the client (for a 2 MiB block: the block's frame, plus the
+    /// page's offset in it). So a client that checks its bus addresses
+    /// (DMA) or pinned frames against follow_pfn checks them against the
+    /// kernel's truth: a server whose bookkeeping strayed from the caps it
+    /// mapped would be caught. Such a disagreement is a server bug: it is
+    /// counted (the self-check then fails) and reported, and the kernel's
+    /// frame is the answer. Unlike Linux, the caller learns only frames of
+    /// its own address space. One kernel invocation per call.
     pub(crate) fn follow_pfn(&mut self, ci: u32, addr: u64) -> Result<Reply, Fail> {
         let page = addr & !(PAGE_SIZE - 1);
-        match self.clients[ci as usize].pages.get(page) {
-            Some(p) => Ok(Reply::Pfn { pfn: p.pfn() }),
-            None => Err(MmError::NotMapped.into()),
+        let pages = &self.clients[ci as usize].pages;
+        let (cap, recorded, offset) = match pages.block(page) {
+            Some(b) => {
+                let k0 = self.phys.lay.index(b.pfn()).ok_or(Fail::Bug(
+                    "a block outside the frame layout",
+                    ErrorReply::IllegalOperation,
+                ))?;
+                let i = (page % LARGE_PAGE_SIZE) / PAGE_SIZE;
+                (self.phys.cap_of(Fr::Ram(k0), 0), b.pfn() + i, i)
+            }
+            None => {
+                let p = pages.get(page).ok_or(MmError::NotMapped)?;
+                (self.phys.cap_of(self.fr(p), p.tag), p.pfn(), 0)
+            }
+        };
+        let phys = rt::invoke::page_get_address(cap)
+            .map_err(|e| Fail::Bug("Page_GetAddress of a mapped frame", e))?;
+        let pfn = phys / PAGE_SIZE + offset;
+        if pfn != recorded {
+            self.stats.bugs += 1;
+            rt::println!(
+                "mm: internal error: follow_pfn at {page:#x}: the page map says frame {recorded:#x}, the kernel {pfn:#x}"
+            );
         }
+        Ok(Reply::Pfn { pfn })
     }
 }

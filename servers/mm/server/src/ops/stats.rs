@@ -1,8 +1,9 @@
 //! Statistics: free pages per zone and order, a client's accounting.
 
-use libmm::protocol::{ClientInfo, List, Reply, ZoneInfo};
+use libmm::protocol::{ClientInfo, List, MemInfo, Reply, ZoneInfo};
 use mm_core::frame::ZoneType;
 
+use crate::client::AreaKind;
 use crate::server::Server;
 
 impl Server {
@@ -32,6 +33,27 @@ impl Server {
             quota_pages: c.quota,
             regions: c.regions.len() as u64,
             faults: c.faults,
+            dma_pages: c
+                .areas
+                .values()
+                .filter(|a| a.kind == AreaKind::Dma)
+                .map(|a| a.pages)
+                .sum(),
+        })
+    }
+
+    /// `/proc/meminfo`: every frame by class, from the census (one pass
+    /// over the frame index: a statistics call, not a fast path).
+    pub(crate) fn mem_info(&self) -> Reply {
+        let c = self.census();
+        Reply::Mem(MemInfo {
+            total: c.total,
+            free: c.free,
+            zero_pool: c.zero_pool,
+            clients: c.clients,
+            shared: c.shared,
+            page_tables: c.page_tables,
+            reserved: c.reserved,
         })
     }
 }

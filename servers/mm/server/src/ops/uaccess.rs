@@ -162,7 +162,9 @@ impl Server {
     }
 
     /// memdup_user (kernel-doc): new memory in the caller holding a copy of `client`'s
-    /// `[src, src + len)`; Fault (and nothing kept) if not all of it could be read.
+    /// `[src, src + len)`; Fault (and nothing changed) if not all of it can
+    /// be read: every source page is checked before anything is mapped or
+    /// faulted in.
     pub(crate) fn memdup_user(
         &mut self,
         ci: u32,
@@ -175,6 +177,29 @@ impl Server {
             return Err(MmError::InvalidArgument.into());
         }
         let size = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        // Every source page must be readable before anything changes: a
+        // copy that stopped half-way would leave pages of the source
+        // faulted in (and charged) behind a refusal.
+        let end = src.checked_add(len).ok_or(MmError::Overflow)?;
+        let mut need = 0;
+        let mut v = src & !(PAGE_SIZE - 1);
+        while v < end {
+            match self.reachable(t, v, false) {
+                Some(true) => {}
+                Some(false) => need += 1,
+                None => return Err(MmError::Fault.into()),
+            }
+            v += PAGE_SIZE;
+        }
+        let own = if t == ci { size / PAGE_SIZE } else { 0 };
+        if need + own > self.clients[t as usize].headroom() {
+            return Err(if t == ci {
+                MmError::QuotaExceeded
+            } else {
+                MmError::Fault
+            }
+            .into());
+        }
         let Reply::Mapped { addr, .. } = self.map(
             ci,
             0,
