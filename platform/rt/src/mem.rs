@@ -28,6 +28,15 @@ pub fn zero(vaddr: Word, len: Word) -> Result<(), MemoryError> {
     backend::fill_bytes(vaddr, len, 0)
 }
 
+/// Checks the runtime's `memcpy` and `memset` (QEMU only: the simulator
+/// uses the host's) against a byte-by-byte model for every length up to
+/// 300 bytes at every alignment up to 8; returns the first failing case as
+/// (length, source offset, destination offset).
+#[cfg(target_os = "none")]
+pub fn memfns_self_test() -> Result<(), (usize, usize, usize)> {
+    backend::memfns_self_test()
+}
+
 /// Copies `len` bytes from `src` to `dst` (overlapping ranges copy as memmove does).
 pub fn copy(dst: Word, src: Word, len: Word) -> Result<(), MemoryError> {
     let mut buf = [0u8; 256];

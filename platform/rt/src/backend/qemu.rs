@@ -29,6 +29,9 @@ use abi::{Syscall, Word};
 use crate::MemoryError;
 
 mod fastmem;
+mod memfns;
+
+pub(crate) use memfns::self_test as memfns_self_test;
 
 /// Traps into the kernel with x0 = dest, x1 = info, x2..x5 = mrs, x7 = the
 /// syscall number; returns (x0, x1) and leaves x2..x5 in `mrs`.

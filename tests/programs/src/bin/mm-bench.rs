@@ -58,6 +58,12 @@ mod program {
             rt::debug_halt(1);
         };
         let mut ok = true;
+        // The runtime's memcpy and memset (every struct copy of the server
+        // and of this program goes through them) against a byte model.
+        if let Err(case) = rt::mem::memfns_self_test() {
+            rt::println!("mm-bench: memcpy/memset wrong at (len, src, dst) {case:?}");
+            ok = false;
+        }
 
         // Demand faults: fresh frames, then recycled ones.
         const FAULTS: u64 = 4096;
