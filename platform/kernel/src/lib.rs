@@ -27,9 +27,12 @@
 //!   kernels decode invocations with `abi::invocation`, rejecting bad input
 //!   the same way.
 //! - **Simple and clear before fast and clever**, then the measured fast
-//!   paths (register-only Call and ReplyRecv) made fast where the
-//!   benchmarks say so — still in safe Rust, by shaping the data they read
-//!   (see `kerncore::syscall`'s fastpaths).
+//!   paths (register-only Call and ReplyRecv, a VM fault delivered to a
+//!   waiting handler and the reply that restarts the thread, the MM
+//!   server's batched map) made fast where the benchmarks say so — still
+//!   in safe Rust, by shaping the data they read (see `kerncore::syscall`'s
+//!   fastpaths). Each does what the general path would, and leaves it
+//!   everything else.
 //!
 //! # Invariants
 //!

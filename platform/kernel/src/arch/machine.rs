@@ -24,7 +24,8 @@ impl HwMachine {
     /// The kernel-space address of `len` bytes of RAM at `paddr`. Panics
     /// when the range is not RAM: the kernel's logic only names RAM it
     /// handed out, so anything else is a kernel bug, caught before it
-    /// touches memory.
+    /// touches memory. (Inlined: table walks read words through it.)
+    #[inline(always)]
     fn window(&self, paddr: u64, len: u64) -> u64 {
         let ok = self.ram[..self.ram_count]
             .iter()
@@ -44,6 +45,7 @@ fn zva_block_is_64() -> bool {
 }
 
 impl Machine for HwMachine {
+    #[inline(always)]
     fn read_word(&self, paddr: u64) -> u64 {
         let va = self.window(paddr, 8);
         assert!(paddr.is_multiple_of(8), "misaligned word {paddr:#x}");
@@ -54,6 +56,7 @@ impl Machine for HwMachine {
         unsafe { core::ptr::read_volatile(va as *const u64) }
     }
 
+    #[inline(always)]
     fn write_word(&mut self, paddr: u64, value: u64) {
         let va = self.window(paddr, 8);
         assert!(paddr.is_multiple_of(8), "misaligned word {paddr:#x}");

@@ -231,6 +231,14 @@ extern "C" fn handle_el0_sync() -> *mut Context {
         return boot::next_context(k);
     };
     if ec == EC_SVC64 {
+        // The MM server's batched map goes without the general path's
+        // generic parts; the caller keeps running in its address space.
+        if k.fast_invoke_map_frames(cur) {
+            return match k.tcbs.get_mut(cur) {
+                Some(t) => &mut t.context as *mut Context,
+                None => boot::next_context(k),
+            };
+        }
         k.enter_syscall();
         return boot::next_context(k);
     }
@@ -256,6 +264,14 @@ extern "C" fn handle_el0_sync() -> *mut Context {
             }
         }
     };
+    // A VM fault goes first to its fastpath (a handler waiting for it
+    // runs at once), else through the general path.
+    if let Event::Fault(Fault::VmFault(v)) = event
+        && let Some(switch) = k.fastpath_vm_fault(cur, v)
+    {
+        boot::switch_space_fast(switch.space);
+        return switch.context;
+    }
     k.handle_event(event);
     boot::next_context(k)
 }

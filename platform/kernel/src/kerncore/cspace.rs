@@ -25,7 +25,7 @@ use crate::machine::Machine;
 impl<M: Machine> Kernel<M> {
     /// The slots of the CNode (or TCB, see [`SlotRef`]) `table`.
     #[inline(always)]
-    fn table(&self, table: ObjId) -> Option<&[Slot]> {
+    pub(crate) fn table(&self, table: ObjId) -> Option<&[Slot]> {
         if table & TCB_TABLE != 0 {
             self.tcbs.get(table & !TCB_TABLE).map(|t| &t.slots[..])
         } else {
@@ -327,6 +327,7 @@ impl<M: Machine> Kernel<M> {
 
     /// seL4 `cteInsert`: `cap`, derived from the cap in `src`, into the empty
     /// slot `dest`, as its child or sibling.
+    #[inline(always)]
     pub fn cte_insert(&mut self, cap: Cap, src: SlotRef, dest: SlotRef) {
         let revocable = super::cap::is_cap_revocable(&cap, &self.slot(src).cap);
         // seL4 `setUntypedCapAsFull`: while a copy of an Untyped exists, the
@@ -355,6 +356,7 @@ impl<M: Machine> Kernel<M> {
         self.link_after(Some(src), dest, cap, revocable, revocable);
     }
 
+    #[inline(always)]
     fn link_after(
         &mut self,
         after: Option<SlotRef>,
@@ -416,16 +418,19 @@ impl<M: Machine> Kernel<M> {
     /// Records that `cap` is being put in (`removed` false) or taken out
     /// of `slot`: the threads' cached [`FastInfo`](super::object::FastInfo)
     /// become stale when this could change what they were computed from —
-    /// a TCB's CSpace or VSpace root, or an endpoint cap a thread looked up
+    /// a TCB's CSpace or VSpace root, an endpoint cap a thread looked up
     /// (a slot's endpoint cap only changes by being deleted or moved away:
-    /// caps go into empty slots). ASID changes count too (`vspace`).
+    /// caps go into empty slots), or a CNode cap on the way of a lookup a
+    /// thread remembers (a CPtr that resolved through CNode caps to a slot
+    /// resolves there while none of them goes; a cap put into an empty
+    /// slot changes no such lookup). ASID changes count too (`vspace`).
     /// Everything else (retype, copies, mappings, the reply caps' traffic)
     /// keeps the caches valid.
     #[inline(always)]
     pub fn cap_changed(&mut self, slot: SlotRef, cap: &Cap, removed: bool) {
         let space_root = slot.cnode & TCB_TABLE != 0
             && (slot.index == tcb_slot::CSPACE || slot.index == tcb_slot::VSPACE);
-        if space_root || (removed && matches!(cap, Cap::Endpoint { .. })) {
+        if space_root || (removed && matches!(cap, Cap::Endpoint { .. } | Cap::CNode { .. })) {
             self.cap_generation += 1;
         }
     }
@@ -570,6 +575,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// seL4 `deriveCap`: the cap to store when copying `cap` out of `slot`.
+    #[inline(always)]
     pub fn derive_cap(&self, slot: SlotRef, cap: Cap) -> Result<Cap, ErrorReply> {
         Ok(match cap {
             Cap::Untyped { .. } => {

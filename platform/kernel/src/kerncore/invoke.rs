@@ -19,6 +19,7 @@ use abi::{CapRights, Word};
 use super::Kernel;
 use super::cap::{Cap, Mapping, ObjId, TableMapping};
 use super::ipc::{ExtraCaps, sanitise_spsr};
+use super::object::TCB_TABLE;
 use super::object::{
     Boxed, CNode, Endpoint, Notification, Slot, SlotRef, Tcb, ThreadQueue, ThreadState, tcb_slot,
 };
@@ -658,7 +659,12 @@ impl<M: Machine> Kernel<M> {
             return Err(Self::whole(ErrorReply::RangeError { min: 1, max: room }));
         }
         let mask = CapRights::from_word(rights);
+        // The sources are found through a cursor over runs of consecutive
+        // slots (as `batch_frame_run` does for CPtrs), the second pass
+        // starting from the first one's first lookup.
+        let mut run0 = FrameRun::NONE;
         for pass in 0..2 {
+            let mut run = run0;
             for i in 0..count {
                 let at = |error| Failure {
                     error,
@@ -669,8 +675,16 @@ impl<M: Machine> Kernel<M> {
                     index: first.index + i as u32,
                 };
                 let src = self
-                    .source_slot(dest, extra, src_index.wrapping_add(i), src_depth)
+                    .source_slot_run(dest, extra, src_index.wrapping_add(i), src_depth, &mut run)
                     .map_err(at)?;
+                if pass == 0 && i == 0 {
+                    run0 = FrameRun {
+                        cptr: src_index,
+                        cnode: src.cnode,
+                        index: src.index,
+                        left: run.left + 1,
+                    };
+                }
                 let new = self.slot(src).cap.mask_rights(mask);
                 let derived = self.derive_cap(src, new).map_err(at)?;
                 if derived.is_null() {
@@ -695,6 +709,51 @@ impl<M: Machine> Kernel<M> {
     ) -> Result<SlotRef, ErrorReply> {
         self.ensure_empty(dest)?;
         let src = self.lookup_slot_for_cnode_op(true, extra.cap(0), index, depth)?;
+        if self.slot(src).cap.is_null() {
+            return Err(ErrorReply::FailedLookup {
+                source: true,
+                failure: LookupFailure::MissingCapability {
+                    bits_left: depth as u8,
+                },
+            });
+        }
+        Ok(src)
+    }
+
+    /// [`Kernel::source_slot`] of consecutive indices through a cursor
+    /// (see [`Kernel::batch_frame_run`]): the same checks, in the same
+    /// order, with the same errors.
+    fn source_slot_run(
+        &self,
+        dest: SlotRef,
+        extra: &Extra,
+        index: Word,
+        depth: Word,
+        run: &mut FrameRun,
+    ) -> Result<SlotRef, ErrorReply> {
+        if run.left == 0 || run.cptr != index {
+            // `source_slot`'s own checks and lookup, remembering the run.
+            let src = self.source_slot(dest, extra, index, depth)?;
+            run.left = match self.table(src.cnode) {
+                // `lookup_slot_for_cnode_op` succeeded: no bits were left,
+                // so the lookup ended at the index bits of `src`'s CNode.
+                Some(slots) if src.cnode & TCB_TABLE == 0 => slots.len() as u32 - src.index,
+                _ => 1,
+            };
+            run.cnode = src.cnode;
+            run.left -= 1;
+            run.index = src.index + 1;
+            run.cptr = index.wrapping_add(1);
+            return Ok(src);
+        }
+        self.ensure_empty(dest)?;
+        let src = SlotRef {
+            cnode: run.cnode,
+            index: run.index,
+        };
+        run.left -= 1;
+        run.index += 1;
+        run.cptr = index.wrapping_add(1);
         if self.slot(src).cap.is_null() {
             return Err(ErrorReply::FailedLookup {
                 source: true,
@@ -1229,24 +1288,95 @@ impl<M: Machine> Kernel<M> {
         Ok((asid, root))
     }
 
-    /// The frame cap at `first + i` in `cur`'s CSpace.
-    fn batch_frame(&self, cur: ObjId, first: Word, i: Word) -> Result<(Cap, SlotRef), Failure> {
+    /// The frame cap at `first + i` in `cur`'s CSpace (what a batch needs of
+    /// it), found through a cursor over a run of consecutive
+    /// slots: when a lookup ends exactly at the last bits of the CPtr in a
+    /// CNode (the usual case), the following CPtrs up to the end of that
+    /// CNode take the same path to the following slots, so they are found
+    /// without walking the CSpace again. Same results and errors as a full
+    /// lookup of each CPtr.
+    #[inline(always)]
+    fn batch_frame_run(
+        &self,
+        cur: ObjId,
+        first: Word,
+        i: Word,
+        run: &mut FrameRun,
+    ) -> Result<(FrameView, SlotRef), Failure> {
         let at = |error| Failure {
             error,
             batch_index: Some(i),
         };
-        let (cap, slot) = self
-            .lookup_cap(cur, first.wrapping_add(i))
-            .map_err(|failure| {
-                at(ErrorReply::FailedLookup {
-                    source: true,
-                    failure,
-                })
-            })?;
-        if !matches!(cap, Cap::Frame { .. }) {
-            return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+        let cptr = first.wrapping_add(i);
+        let slot = if run.left > 0 && run.cptr == cptr {
+            SlotRef {
+                cnode: run.cnode,
+                index: run.index,
+            }
+        } else {
+            let (slot, bits_left) =
+                self.resolve(self.cspace_root(cur), cptr, 64)
+                    .map_err(|failure| {
+                        at(ErrorReply::FailedLookup {
+                            source: true,
+                            failure,
+                        })
+                    })?;
+            // The slots after it in the same CNode, when the lookup ended
+            // at its index bits (then the next CPtrs differ from this one
+            // in those bits only, until they carry out of them).
+            run.left = match self.table(slot.cnode) {
+                Some(slots) if bits_left == 0 && slot.cnode & TCB_TABLE == 0 => {
+                    slots.len() as u32 - slot.index
+                }
+                _ => 1,
+            };
+            run.cnode = slot.cnode;
+            slot
+        };
+        run.left -= 1;
+        run.index = slot.index + 1;
+        run.cptr = cptr.wrapping_add(1);
+        match self.slot(slot).cap {
+            Cap::Frame {
+                paddr,
+                size_bits,
+                rights,
+                mapping,
+                ..
+            } => Ok((
+                FrameView {
+                    paddr,
+                    size_bits,
+                    rights,
+                    mapping,
+                },
+                slot,
+            )),
+            _ => Err(at(ErrorReply::InvalidCapability { index: 0 })),
         }
-        Ok((cap, slot))
+    }
+
+    /// The level-3 table of the 2 MiB region holding `vaddr` (a user
+    /// address), or the error [`Kernel::check_frame_map`] gives for a 4 KiB
+    /// frame there: its walk stops above level 3 at an invalid entry
+    /// (MissingTable) or at a block (DeleteFirst).
+    fn leaf_table_4k(&self, root: u64, vaddr: Word) -> Result<u64, ErrorReply> {
+        let mut table = root;
+        for level in 0..3u8 {
+            let entry = table + vmsa::index(vaddr, level) as u64 * 8;
+            let d = vmsa::Descriptor(self.machine.read_word(entry));
+            if !d.is_valid() || (!d.is_leaf(level) && !d.is_table(level)) {
+                return Err(super::vspace::map_error(vmsa::MapError::MissingTable {
+                    level: level + 1,
+                }));
+            }
+            if d.is_leaf(level) {
+                return Err(ErrorReply::DeleteFirst);
+            }
+            table = d.address();
+        }
+        Ok(table)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1260,46 +1390,171 @@ impl<M: Machine> Kernel<M> {
         rights: Word,
         attr: Word,
     ) -> InvocationResult {
+        let mut hint = FrameRun::NONE;
+        let args = [first, count, vaddr, rights, attr];
+        self.vspace_map_frames(cur, vspace, args, &mut hint)
+            .map(|()| Reply::EMPTY)
+    }
+
+    /// `VSpace_MapFrames` on the VSpace cap `vspace` by thread `cur`, with
+    /// its arguments (first frame, count, address, rights, attributes):
+    /// the invocation, without building a reply (which has no words).
+    /// `hint` is a run of slots that `cur`'s CPtrs are known to name (the
+    /// caller guarantees it still holds), or [`FrameRun::NONE`]; it is set
+    /// to the run found for the first frame.
+    pub fn vspace_map_frames(
+        &mut self,
+        cur: ObjId,
+        vspace: Cap,
+        args: [Word; 5],
+        hint: &mut FrameRun,
+    ) -> Result<(), Failure> {
+        let mut wrote = false;
+        let r = self.map_frames_checked(cur, vspace, args, &mut wrote, hint);
+        if wrote {
+            // The entries written without `map_frame` (and its barrier each).
+            self.machine.table_write_barrier();
+        }
+        r
+    }
+
+    /// [`Kernel::map_frames`]; sets `wrote` when it wrote entries that
+    /// still need the table-write barrier.
+    fn map_frames_checked(
+        &mut self,
+        cur: ObjId,
+        vspace: Cap,
+        [first, count, vaddr, rights, attr]: [Word; 5],
+        wrote: &mut bool,
+        hint: &mut FrameRun,
+    ) -> Result<(), Failure> {
         let (asid, root) = self.batch_vspace(vspace, count)?;
         // Two passes, so that nothing is allocated: check every frame, then
         // map them. The checks of one frame do not depend on the mappings
         // of the others (distinct addresses), so the second pass repeats
         // the first one's results.
-        for pass in 0..2 {
+        //
+        // 4 KiB frames take a shorter road with the same checks, in
+        // `check_frame_map`'s order: the CSpace walked once per run of
+        // slots (`batch_frame_run`), the tables once per 2 MiB (only level-3
+        // entries change here), and an entry that was invalid written
+        // without a TLB invalidation (no TLB holds an invalid entry), with
+        // one barrier for the batch. Other sizes go through
+        // `check_frame_map` and `map_frame`.
+        // The second pass starts from the first one's first lookups: the
+        // first pass changes nothing, so they still hold. The first starts
+        // from the hint, when it covers the first frame.
+        let mut run0 = hint_run(hint, first);
+        // (2 MiB region, its level-3 table or the error for it)
+        let mut leaf0: Option<(Word, Result<u64, ErrorReply>)> = None;
+        // One frame needs one pass: its checks, then its mapping (a second
+        // pass would repeat the same checks).
+        let map_pass = if count == 1 { 0 } else { 1 };
+        for pass in 0..=map_pass {
             let mut size0 = None;
             let mut va = vaddr;
+            let mut run = run0;
+            let mut leaf = leaf0;
             for i in 0..count {
                 let at = |error| Failure {
                     error,
                     batch_index: Some(i),
                 };
-                let (cap, slot) = self.batch_frame(cur, first, i)?;
-                let Cap::Frame {
+                let (frame, slot) = self.batch_frame_run(cur, first, i, &mut run)?;
+                if pass == 0 && i == 0 {
+                    run0 = FrameRun {
+                        cptr: first,
+                        cnode: slot.cnode,
+                        index: slot.index,
+                        left: run.left + 1,
+                    };
+                    *hint = run0;
+                }
+                let FrameView {
                     paddr,
                     size_bits,
+                    rights: cap_rights,
                     mapping,
-                    ..
-                } = cap
-                else {
-                    return Err(at(ErrorReply::InvalidCapability { index: 0 }));
-                };
+                } = frame;
                 if *size0.get_or_insert(size_bits) != size_bits {
                     return Err(at(ErrorReply::InvalidArgument { index: 0 }));
                 }
                 if mapping.is_some_and(|m| m.asid != asid || m.vaddr != va) {
                     return Err(at(ErrorReply::InvalidCapability { index: 0 }));
                 }
-                let attrs = self
-                    .check_frame_map(cap, asid, root, va, rights, attr, 3)
-                    .map_err(at)?;
-                if pass == 1 {
-                    self.map_frame(asid, va, paddr, 1 << size_bits, attrs)?;
-                    self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: va }));
+                if 1u64 << size_bits != vmsa::PAGE_SIZE {
+                    // (`check_frame_map` reads no other field of the cap.)
+                    let cap = Cap::Frame {
+                        paddr,
+                        size_bits,
+                        device: false,
+                        rights: cap_rights,
+                        mapping,
+                    };
+                    let attrs = self
+                        .check_frame_map(cap, asid, root, va, rights, attr, 3)
+                        .map_err(at)?;
+                    if pass == map_pass {
+                        self.map_frame(asid, va, paddr, 1 << size_bits, attrs)?;
+                        self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: va }));
+                    }
+                    va = va.wrapping_add(1 << size_bits);
+                    continue;
                 }
-                va = va.wrapping_add(1 << size_bits);
+                // A 4 KiB frame: `check_frame_map`'s checks, in its order.
+                if va & (vmsa::PAGE_SIZE - 1) != 0 {
+                    return Err(at(ErrorReply::AlignmentError));
+                }
+                match va.checked_add(vmsa::PAGE_SIZE) {
+                    Some(end) if va >= USER_VADDR_MIN && end <= USER_VADDR_END => {}
+                    _ => return Err(at(ErrorReply::InvalidArgument { index: 0 })),
+                }
+                let region = va >> vmsa::level_shift(2);
+                let table = match leaf {
+                    Some((r, t)) if r == region => t,
+                    _ => {
+                        let t = self.leaf_table_4k(root, va);
+                        leaf = Some((region, t));
+                        if leaf0.is_none() {
+                            leaf0 = leaf;
+                        }
+                        t
+                    }
+                }
+                .map_err(at)?;
+                let entry = table + vmsa::index(va, 3) as u64 * 8;
+                let existing = vmsa::Descriptor(self.machine.read_word(entry));
+                let fresh = !existing.is_valid() || !existing.is_leaf(3);
+                let same = mapping.is_some() && existing.address() == paddr;
+                if !(fresh || same) {
+                    return Err(at(ErrorReply::DeleteFirst));
+                }
+                let granted = cap_rights.intersect(CapRights::from_word(rights));
+                if !granted.can_read() {
+                    return Err(at(ErrorReply::InvalidArgument { index: 3 }));
+                }
+                if pass == map_pass {
+                    if existing.0 == 0 {
+                        let d = vmsa::Descriptor::page(paddr, page_attrs(granted, attr));
+                        self.machine.write_word(entry, d.0);
+                        *wrote = true;
+                    } else {
+                        self.map_frame(
+                            asid,
+                            va,
+                            paddr,
+                            vmsa::PAGE_SIZE,
+                            page_attrs(granted, attr),
+                        )?;
+                    }
+                    if let Cap::Frame { mapping, .. } = &mut self.slot_mut(slot).cap {
+                        *mapping = Some(Mapping { asid, vaddr: va });
+                    }
+                }
+                va = va.wrapping_add(vmsa::PAGE_SIZE);
             }
         }
-        Ok(Reply::EMPTY)
+        Ok(())
     }
 
     fn unmap_frames(
@@ -1310,21 +1565,29 @@ impl<M: Machine> Kernel<M> {
         count: Word,
     ) -> InvocationResult {
         let (asid, _) = self.batch_vspace(vspace, count)?;
-        // Check every frame first, then unmap (no allocation, see `map_frames`).
+        // Check every frame first, then unmap (no allocation, see
+        // `map_frames`; the second pass starts from the first one's first
+        // lookup, as there).
+        let mut run0 = FrameRun::NONE;
+        let mut run = run0;
         for i in 0..count {
-            self.batch_frame(cur, first, i)?;
+            let (_, slot) = self.batch_frame_run(cur, first, i, &mut run)?;
+            if i == 0 {
+                run0 = FrameRun {
+                    cptr: first,
+                    cnode: slot.cnode,
+                    index: slot.index,
+                    left: run.left + 1,
+                };
+            }
         }
+        let mut run = run0;
         for i in 0..count {
-            let (cap, slot) = self.batch_frame(cur, first, i)?;
-            if let Cap::Frame {
-                paddr,
-                size_bits,
-                mapping: Some(m),
-                ..
-            } = cap
+            let (frame, slot) = self.batch_frame_run(cur, first, i, &mut run)?;
+            if let Some(m) = frame.mapping
                 && m.asid == asid
             {
-                self.unmap_frame_at(m, paddr, 1u64 << size_bits);
+                self.unmap_frame_at(m, frame.paddr, 1u64 << frame.size_bits);
                 self.set_frame_mapping(slot, None);
             }
         }
@@ -1365,5 +1628,53 @@ impl Prepared {
             Prepared::Tables(v) => v.pop(),
             _ => None,
         }
+    }
+}
+
+/// A cursor over a run of consecutive slots that consecutive CPtrs name
+/// (see `Kernel::batch_frame_run`): CPtr `cptr + j` names slot `index + j`
+/// of CNode `cnode` for `j < left`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRun {
+    /// The CPtr the next slot answers.
+    pub cptr: Word,
+    /// The CNode of the run.
+    pub cnode: ObjId,
+    /// The next slot's index.
+    pub index: u32,
+    /// How many slots the run still has.
+    pub left: u32,
+}
+
+impl FrameRun {
+    /// No run.
+    pub const NONE: FrameRun = FrameRun {
+        cptr: 0,
+        cnode: 0,
+        index: 0,
+        left: 0,
+    };
+}
+
+/// What a batched map or unmap reads of a frame cap.
+#[derive(Clone, Copy, Debug)]
+struct FrameView {
+    paddr: u64,
+    size_bits: u8,
+    rights: CapRights,
+    mapping: Option<Mapping>,
+}
+
+/// The run `hint` gives for CPtr `first` (the part of it from `first` on),
+/// or [`FrameRun::NONE`] when it does not cover `first`.
+fn hint_run(hint: &FrameRun, first: Word) -> FrameRun {
+    match first.checked_sub(hint.cptr) {
+        Some(j) if j < hint.left as Word => FrameRun {
+            cptr: first,
+            cnode: hint.cnode,
+            index: hint.index + j as u32,
+            left: hint.left - j as u32,
+        },
+        _ => FrameRun::NONE,
     }
 }

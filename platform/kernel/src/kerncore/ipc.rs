@@ -522,9 +522,10 @@ impl<M: Machine> Kernel<M> {
         t.fault = Some(fault);
         let cptr = t.fault_ep;
         match self.lookup_cap(thread, cptr) {
-            Ok((Cap::Endpoint { id, badge, rights }, _))
+            Ok((cap @ Cap::Endpoint { id, badge, rights }, _))
                 if rights.can_write() && (rights.can_grant() || rights.can_grant_reply()) =>
             {
+                self.remember_endpoint(thread, cptr, cap);
                 self.send_ipc(
                     true,
                     true,

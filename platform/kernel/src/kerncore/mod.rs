@@ -13,8 +13,8 @@
 //! - [`ipc`]: endpoints, notifications, message transfer and fault delivery;
 //! - [`vspace`]: ASIDs, frames and page tables (through `vmsa`);
 //! - [`invoke`]: object invocations, decoded by `abi::invocation`;
-//! - [`syscall`]: the system calls, and the fastpath for register-only
-//!   Call and ReplyRecv.
+//! - [`syscall`]: the system calls, and the fastpaths for register-only
+//!   Call and ReplyRecv, VM faults and their replies, and the batched map.
 
 pub mod cap;
 pub mod cspace;

@@ -483,10 +483,13 @@ pub struct Tcb {
 }
 
 /// A thread's CSpace root, when it is one CNode resolving all 64 bits of a
-/// CPtr, its VSpace, when it can run, and its last endpoint lookup: the
-/// fastpaths' view, cached in the TCB while the kernel's `cap_generation`
-/// stays the same (it moves when an endpoint cap is deleted or moved, a
-/// TCB's CSpace or VSpace root changes, or an ASID is assigned or deleted).
+/// CPtr (or else only that it is a CNode), its VSpace, when it can run, its
+/// last endpoint lookup (by a fastpath or the general path) and the slots
+/// its last batched map named: the fastpaths' view, cached in the TCB while
+/// the kernel's `cap_generation` stays the same (it moves when an endpoint
+/// or CNode cap is deleted or moved, a TCB's CSpace or VSpace root changes,
+/// or an ASID is assigned or deleted: so a cached CPtr still names the slot
+/// it named, and that slot's CNode lives).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FastInfo {
     /// The root CNode.
@@ -507,6 +510,16 @@ pub struct FastInfo {
     pub endpoint_badge: u64,
     /// That cap's rights.
     pub endpoint_rights: abi::CapRights,
+    /// The slot of the object cap the thread last invoked through
+    /// `fast_invoke_map_frames` (its CPtr and slot; the cap is read again).
+    pub object: Option<(u64, SlotRef)>,
+    /// The run of frame slots its last batched map found (see
+    /// `Kernel::vspace_map_frames`).
+    pub frames: super::invoke::FrameRun,
+    /// The CSpace root is one CNode resolving all 64 bits, so `cnode`,
+    /// `index_mask` and `guard_bits` look CPtrs up directly; otherwise only
+    /// the endpoint lookup (filled by the general path) serves.
+    pub direct: bool,
 }
 
 impl FastInfo {
@@ -520,6 +533,9 @@ impl FastInfo {
         endpoint: 0,
         endpoint_badge: 0,
         endpoint_rights: abi::CapRights::NONE,
+        object: None,
+        frames: super::invoke::FrameRun::NONE,
+        direct: false,
     };
 }
 

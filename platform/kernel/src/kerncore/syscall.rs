@@ -18,12 +18,30 @@
 //! path. They are invisible: the tests run random system-call sequences
 //! with and without them and compare everything a thread can observe.
 //!
+//! Three more follow the same rules. A VM fault goes first to
+//! [`Kernel::fastpath_vm_fault`] (its four MRs fit the registers: the fault
+//! is a register-only Call to the thread's fault endpoint), and the
+//! handler's ReplyRecv to a thread that faulted takes the ReplyRecv
+//! fastpath when the fault is one any reply resolves (VM and capability
+//! faults): the thread restarts at its faulting instruction with its
+//! registers as they were. (Both fastpaths let the thread that runs next
+//! have a lower priority than the one that blocks, when no queued thread
+//! outranks it: what the general path's `schedule` decides then.) And
+//! a Call of `VSpace_MapFrames` with its five arguments, the MM server's
+//! batched map on every fault it serves, goes through
+//! [`Kernel::fast_invoke_map_frames`]: the general path's steps for that
+//! one invocation, without its generic parts, reusing the slots the
+//! thread's last such call found (kept in its [`FastInfo`] under the same
+//! generation rule).
+//!
 //! They are written for few instructions, in safe Rust:
 //! - each thread caches what they need of its CSpace and VSpace roots and
 //!   its last endpoint lookup ([`FastInfo`]), valid while the kernel's
-//!   `cap_generation` is unchanged (every cap or ASID change but the reply
-//!   caps' bumps it); the general path refreshes the caches of the threads
-//!   it runs, so the fastpaths never call out and stay leaf functions;
+//!   `cap_generation` is unchanged (every change that could make a cached
+//!   view wrong bumps it: see `Kernel::cap_changed`); the general path
+//!   refreshes the caches of the threads it runs (and remembers the
+//!   endpoint caps it looks up), so the fastpaths never call out and stay
+//!   leaf functions;
 //! - the TCB's own slots (reply and caller caps) are an array in the TCB,
 //!   threads and endpoints are one load from their tables, and the queues
 //!   are linked through the TCBs, so nothing is copied or allocated;
@@ -31,13 +49,14 @@
 //!   every check precedes the first write.
 
 use abi::error::{ErrorReply, LookupFailure};
-use abi::fault::{CapFault, Fault, UnknownSyscall};
+use abi::fault::{CapFault, Fault, FaultLabel, UnknownSyscall, VmFault};
+use abi::invocation::{Invocation, Label as InvocationLabel};
 use abi::syscall::FAST_MESSAGE_REGISTERS;
 use abi::{MessageInfo, Syscall, Word};
 
 use super::Kernel;
 use super::cap::{Cap, ObjId};
-use super::invoke::Failure;
+use super::invoke::{Failure, FrameRun};
 use super::object::{
     AddressSpace, CNode, Context, Endpoint, EndpointState, FastInfo, QueueLinks, Slab, Slot,
     SlotRef, Tcb, ThreadState, tcb_slot,
@@ -82,7 +101,7 @@ impl<M: Machine> Kernel<M> {
         match event {
             Event::Syscall => {
                 if let Some(cur) = self.sched.current
-                    && self.fastpath(cur).is_some()
+                    && (self.fastpath(cur).is_some() || self.fast_invoke_map_frames(cur))
                 {
                     #[cfg(test)]
                     {
@@ -94,7 +113,23 @@ impl<M: Machine> Kernel<M> {
             }
             Event::Fault(fault) => {
                 if let Some(cur) = self.sched.current {
+                    if let Fault::VmFault(v) = fault
+                        && self.fastpath_vm_fault(cur, v).is_some()
+                    {
+                        #[cfg(test)]
+                        {
+                            self.fastpath_hits += 1;
+                        }
+                        return;
+                    }
                     self.handle_fault(cur, fault);
+                    self.schedule();
+                    self.activate();
+                    // Warm the fastpaths' caches of the threads involved.
+                    for t in [Some(cur), self.sched.current].into_iter().flatten() {
+                        self.warm_fast_info(t);
+                    }
+                    return;
                 }
             }
             Event::Timer => self.timer_tick(),
@@ -214,9 +249,14 @@ impl<M: Machine> Kernel<M> {
         if length > FAST_MESSAGE_REGISTERS && buffer.is_none() {
             length = FAST_MESSAGE_REGISTERS;
         }
-        let result: Result<Option<super::invoke::Reply>, Failure> = match cap {
+        // An IPC cap's operation leaves no reply here (`Ok(None)`); an
+        // object's invocation leaves its result in `invoked`, which is
+        // replied from where it was built (a `Reply` is large to copy).
+        let mut invoked: Option<super::invoke::InvocationResult> = None;
+        let result: Result<(), Failure> = match cap {
             Cap::Endpoint { id, badge, rights } => {
                 if rights.can_write() {
+                    self.remember_endpoint(cur, cptr, cap);
                     self.send_ipc(
                         blocking,
                         is_call,
@@ -226,7 +266,7 @@ impl<M: Machine> Kernel<M> {
                         cur,
                         id,
                     );
-                    Ok(None)
+                    Ok(())
                 } else {
                     Err(ErrorReply::InvalidCapability { index: 0 }.into())
                 }
@@ -234,7 +274,7 @@ impl<M: Machine> Kernel<M> {
             Cap::Notification { id, badge, rights } => {
                 if rights.can_write() {
                     self.send_signal(id, badge);
-                    Ok(None)
+                    Ok(())
                 } else {
                     Err(ErrorReply::InvalidCapability { index: 0 }.into())
                 }
@@ -245,49 +285,149 @@ impl<M: Machine> Kernel<M> {
                 master: false,
             } => {
                 self.do_reply_transfer(cur, tcb, slot, can_grant);
-                Ok(None)
+                Ok(())
             }
             Cap::Reply { master: true, .. } | Cap::Null => {
                 Err(ErrorReply::InvalidCapability { index: 0 }.into())
             }
             _ => {
-                let mut mrs = [0; 64];
-                let n = length.min(mrs.len());
-                for (i, m) in mrs.iter_mut().enumerate().take(n) {
+                // The message registers: most invocations have a few.
+                let n = length.min(64);
+                let mut small = [0; 8];
+                let mut large;
+                let mrs: &mut [Word] = if n <= small.len() {
+                    &mut small[..n]
+                } else {
+                    large = [0; 64];
+                    &mut large[..n]
+                };
+                for (i, m) in mrs.iter_mut().enumerate() {
                     *m = self.get_mr(cur, buffer, i);
                 }
-                self.invoke(cur, cap, slot, info.label(), &mrs[..n], caps)
-                    .map(Some)
+                invoked = Some(self.invoke(cur, cap, slot, info.label(), mrs, caps));
+                Ok(())
             }
         };
         let still_running = self
             .tcbs
             .get(cur)
             .is_some_and(|t| t.state == ThreadState::Running);
-        match result {
-            Ok(Some(reply)) if is_call && still_running => {
+        if !(is_call && still_running) {
+            return;
+        }
+        let failure = match (&result, &invoked) {
+            (Err(f), _) | (Ok(()), Some(Err(f))) => *f,
+            (Ok(()), Some(Ok(reply))) => {
                 let n = self.set_mrs(cur, buffer, &reply.words[..reply.len]);
                 self.set_badge_and_info(cur, 0, MessageInfo::new(0, 0, 0, n));
+                return;
             }
-            Err(failure) if is_call && still_running => {
-                let (detail, n) = failure.error.to_mrs();
-                let mut words = [0; 7];
-                let mut len = 0;
-                if let Some(i) = failure.batch_index {
-                    words[0] = i;
-                    len = 1;
-                }
-                words[len..len + n].copy_from_slice(&detail[..n]);
-                len += n;
-                let sent = self.set_mrs(cur, buffer, &words[..len]);
-                self.set_badge_and_info(
-                    cur,
-                    0,
-                    MessageInfo::new(failure.error.code().word(), 0, 0, sent),
-                );
-            }
-            _ => {}
+            (Ok(()), None) => return,
+        };
+        self.reply_failure(cur, buffer, failure);
+    }
+
+    /// The error reply of a failed invocation by `cur` (a Call): the batch
+    /// index first, if any, then the error's details, label the error code.
+    fn reply_failure(&mut self, cur: ObjId, buffer: Option<u64>, failure: Failure) {
+        let (detail, n) = failure.error.to_mrs();
+        let mut words = [0; 7];
+        let mut len = 0;
+        if let Some(i) = failure.batch_index {
+            words[0] = i;
+            len = 1;
         }
+        words[len..len + n].copy_from_slice(&detail[..n]);
+        len += n;
+        let sent = self.set_mrs(cur, buffer, &words[..len]);
+        self.set_badge_and_info(
+            cur,
+            0,
+            MessageInfo::new(failure.error.code().word(), 0, 0, sent),
+        );
+    }
+
+    /// A Call of `VSpace_MapFrames` with its five arguments (the MM
+    /// server's mapping of a run of frames, on every page fault it
+    /// serves), done by `handle_invocation`'s steps without their generic
+    /// parts: the cap lookup, the IPC buffer, the decode, the invocation
+    /// and the reply, in the general path's order and with its results.
+    /// The caller keeps running (the invocation changes no thread), so
+    /// nothing is scheduled. Returns `false`, having changed nothing, for
+    /// anything else, and for every case the general path turns into a
+    /// fault or an error before the invocation runs (a failed lookup, no
+    /// IPC buffer, a message that does not decode, another cap type).
+    pub fn fast_invoke_map_frames(&mut self, cur: ObjId) -> bool {
+        if cfg!(test) && !self.fastpath {
+            return false;
+        }
+        let Some(t) = self.tcbs.get(cur) else {
+            return false;
+        };
+        let x = &t.context.x;
+        let info = MessageInfo::from_word(x[1]);
+        if x[7] != Syscall::Call.number() as Word
+            || info.label() != InvocationLabel::VSpaceMapFrames as Word
+            || info.extra_caps() != 0
+            || info.length() != 5
+        {
+            return false;
+        }
+        let (cptr, mr) = (x[0], [x[2], x[3], x[4], x[5]]);
+        // The slots it named last time, if its cached view is current (see
+        // `FastInfo`): the same lookups' results, found again without
+        // walking the CSpace.
+        let warm = t.fast_generation == self.cap_generation;
+        let (object, mut frames) = match warm {
+            true => (t.fast.object, t.fast.frames),
+            false => (None, FrameRun::NONE),
+        };
+        let slot = match object {
+            Some((c, slot)) if c == cptr => slot,
+            _ => match self.lookup_slot(cur, cptr) {
+                Ok(slot) => slot,
+                Err(_) => return false,
+            },
+        };
+        let cap = self.slot(slot).cap;
+        if !matches!(cap, Cap::VSpace { .. }) {
+            return false;
+        }
+        let Some(buffer) = self.lookup_ipc_buffer(cur, false) else {
+            return false;
+        };
+        let mrs = [
+            mr[0],
+            mr[1],
+            mr[2],
+            mr[3],
+            self.get_mr(cur, Some(buffer), 4),
+        ];
+        let Ok(Invocation::VSpaceMapFrames {
+            first_frame,
+            count,
+            vaddr,
+            rights,
+            attr,
+        }) = Invocation::decode(info.label(), &mrs, 0)
+        else {
+            return false;
+        };
+        let args = [first_frame, count, vaddr, rights, attr];
+        match self.vspace_map_frames(cur, cap, args, &mut frames) {
+            Ok(()) => self.set_badge_and_info(cur, 0, MessageInfo::new(0, 0, 0, 0)),
+            Err(failure) => self.reply_failure(cur, Some(buffer), failure),
+        }
+        // Remember the lookups (the invocation changes no cap but the
+        // frames' mappings, so they still hold).
+        let generation = self.cap_generation;
+        if let Some(t) = self.tcbs.get_mut(cur)
+            && t.fast_generation == generation
+        {
+            t.fast.object = Some((cptr, slot));
+            t.fast.frames = frames;
+        }
+        true
     }
 
     /// seL4 `handleRecv`: Recv or NBRecv on the endpoint or notification in x0.
@@ -304,6 +444,7 @@ impl<M: Machine> Kernel<M> {
         };
         match cap {
             Cap::Endpoint { rights, .. } if rights.can_read() => {
+                self.remember_endpoint(cur, cptr, cap);
                 self.delete_caller_cap(cur);
                 self.receive_ipc(cur, cap, blocking);
             }
@@ -477,6 +618,106 @@ impl<M: Machine> Kernel<M> {
         Some(switch)
     }
 
+    /// The fastpath of a VM fault (seL4 has none; it follows
+    /// [`Kernel::fastpath_call`]): the current thread's fault goes as a
+    /// register-only message (the four MRs of `VmFault`) to its fault
+    /// endpoint, where a handler of at least its priority waits, which
+    /// gets the reply cap and runs at once — what `handle_fault` and
+    /// `send_ipc` do through the general path. The thread's `restart_pc`
+    /// must be set (the faulting instruction). Returns `None`, having
+    /// changed nothing (but the thread's cached endpoint lookup), when any
+    /// condition fails.
+    #[inline(always)]
+    pub fn fastpath_vm_fault(&mut self, cur: ObjId, fault: VmFault) -> Option<FastSwitch> {
+        let Kernel {
+            tcbs,
+            cnodes,
+            endpoints,
+            sched,
+            cap_generation,
+            fastpath,
+            ..
+        } = self;
+        debug_assert_eq!(sched.action, Action::ResumeCurrent);
+        if cfg!(test) && !*fastpath {
+            return None;
+        }
+        // The thread and the endpoint cap its fault goes to.
+        let t: &mut Tcb = tcbs.get_mut(cur)?;
+        if t.fast_generation != *cap_generation || t.fault.is_some() {
+            return None;
+        }
+        let cptr = t.fault_ep;
+        let (id, badge, rights) = fast_endpoint(cnodes, &mut t.fast, cptr)?;
+        if !rights.can_write() || !(rights.can_grant() || rights.can_grant_reply()) {
+            return None;
+        }
+        // A handler waits.
+        let ep: &mut Endpoint = endpoints.get_mut(id)?;
+        if ep.state != EndpointState::Recv {
+            return None;
+        }
+        let dest = ep.queue.head?;
+        let (t, d) = tcbs.get_pair_mut(cur, dest)?;
+        let (t, d): (&mut Tcb, &mut Tcb) = (t, d);
+        let ThreadState::BlockedOnReceive { can_grant, .. } = d.state else {
+            return None;
+        };
+        if d.priority < t.priority
+            || d.fast_generation != *cap_generation
+            || !sched.may_run_first(d.priority)
+        {
+            return None;
+        }
+        let master = &mut t.slots[tcb_slot::REPLY as usize];
+        let slot = &mut d.slots[tcb_slot::CALLER as usize];
+        if !slot.cap.is_null() || master.next.is_some() {
+            return None;
+        }
+
+        // Commit; nothing below fails. The reply cap, as in `fastpath_call`.
+        master.next = Some(SlotRef::tcb(dest, tcb_slot::CALLER));
+        *slot = Slot {
+            cap: Cap::Reply {
+                tcb: cur,
+                can_grant,
+                master: false,
+            },
+            prev: Some(SlotRef::tcb(cur, tcb_slot::REPLY)),
+            next: None,
+            revocable: false,
+            first_badged: false,
+        };
+        // The thread waits for the reply with its fault recorded; the
+        // handler gets the fault message (`Fault::to_mrs`).
+        t.fault = Some(Fault::VmFault(fault));
+        t.state = ThreadState::BlockedOnReply;
+        let x = &mut d.context.x;
+        x[0] = badge;
+        x[1] = MessageInfo::new(FaultLabel::VmFault as Word, 0, 0, 4).word();
+        x[2] = fault.ip;
+        x[3] = fault.addr;
+        x[4] = fault.instruction as Word;
+        x[5] = fault.fsr;
+        d.state = ThreadState::Running;
+        let switch = FastSwitch {
+            context: &mut d.context as *mut Context,
+            space: d.fast.space,
+        };
+        // The handler leaves the endpoint's queue (it was its head).
+        let next = core::mem::take(&mut d.ipc_links).next;
+        ep.queue.head = next;
+        match next.and_then(|n| tcbs.get_mut(n)) {
+            Some(n) => n.ipc_links.prev = None,
+            None => {
+                ep.queue.tail = None;
+                ep.state = EndpointState::Idle;
+            }
+        }
+        fast_switch(sched, dest);
+        Some(switch)
+    }
+
     /// The fastpath of ReplyRecv (seL4 `fastpath_reply_recv`): reply
     /// (register-only) to a caller waiting for it, then wait on the
     /// endpoint in x0 where no sender is queued, and run the caller at once.
@@ -528,9 +769,19 @@ impl<M: Machine> Kernel<M> {
         }
         let (t, c) = tcbs.get_pair_mut(cur, caller)?;
         let (t, c): (&mut Tcb, &mut Tcb) = (t, c);
+        // A caller that faulted takes the reply as the end of its fault:
+        // here only faults that any reply resolves by restarting the
+        // thread (VM and capability faults: `handle_fault_reply` reads no
+        // message for them). The replier blocks on the endpoint, so the
+        // caller runs next exactly when no queued thread outranks it
+        // (what the general path's `possible_switch_to` and `schedule`
+        // decide), whatever the replier's own priority.
+        let restart = match c.fault {
+            None => false,
+            Some(Fault::VmFault(_) | Fault::CapFault(_)) => true,
+            Some(_) => return None,
+        };
         if c.state != ThreadState::BlockedOnReply
-            || c.fault.is_some()
-            || c.priority < t.priority
             || c.fast_generation != *cap_generation
             || !sched.may_run_first(c.priority)
         {
@@ -539,11 +790,17 @@ impl<M: Machine> Kernel<M> {
 
         // Commit; nothing below fails. The reply cap goes (a leaf of the
         // derivation tree: unlinking it is all), the caller gets the
-        // message, and we wait on the endpoint.
+        // message (or, ending a fault, restarts with its registers as they
+        // were), and we wait on the endpoint.
         c.slots[tcb_slot::REPLY as usize].next = None;
         t.slots[tcb_slot::CALLER as usize] = Slot::default();
-        c.context.x[0] = 0;
-        transfer(&mut c.context.x, &t.context.x, info);
+        if restart {
+            c.fault = None;
+            c.context.pc = c.context.restart_pc;
+        } else {
+            c.context.x[0] = 0;
+            transfer(&mut c.context.x, &t.context.x, info);
+        }
         c.state = ThreadState::Running;
         let switch = FastSwitch {
             context: &mut c.context as *mut Context,
@@ -566,6 +823,24 @@ impl<M: Machine> Kernel<M> {
         ep.state = EndpointState::Recv;
         fast_switch(sched, caller);
         Some(switch)
+    }
+
+    /// Remembers, in a thread's cached [`FastInfo`] (if it is current),
+    /// the endpoint cap the general path just found at `cptr`, so that the
+    /// fastpaths find it again without a lookup (a thread with a
+    /// multi-level CSpace has no other way to them). Valid while the
+    /// generation holds: deleting or moving an endpoint cap moves it.
+    pub fn remember_endpoint(&mut self, tcb: ObjId, cptr: Word, cap: Cap) {
+        let generation = self.cap_generation;
+        if let Cap::Endpoint { id, badge, rights } = cap
+            && let Some(t) = self.tcbs.get_mut(tcb)
+            && t.fast_generation == generation
+        {
+            t.fast.endpoint_cptr = cptr;
+            t.fast.endpoint = id;
+            t.fast.endpoint_badge = badge;
+            t.fast.endpoint_rights = rights;
+        }
     }
 
     /// Brings a thread's cached [`FastInfo`] up to date (the general path
@@ -648,9 +923,10 @@ fn compute_fast_info(t: &Tcb, cnodes: &Slab<CNode>, asids: &[Option<u64>]) -> Op
     else {
         return None;
     };
-    if radix as u32 + guard_size as u32 != 64 || radix == 0 || cnodes.get(id).is_none() {
-        return None;
-    }
+    cnodes.get(id)?;
+    // A root that does not resolve a CPtr alone (a multi-level CSpace)
+    // leaves only the endpoint lookups the general path remembers.
+    let direct = radix as u32 + guard_size as u32 == 64 && radix != 0;
     let Cap::VSpace {
         paddr,
         asid: Some(asid),
@@ -661,8 +937,9 @@ fn compute_fast_info(t: &Tcb, cnodes: &Slab<CNode>, asids: &[Option<u64>]) -> Op
     (asids.get(asid as usize).copied().flatten() == Some(paddr)).then_some(FastInfo {
         cnode: id,
         index_mask: super::cap::low_mask(radix as u32),
-        guard_bits: guard << radix,
+        guard_bits: if direct { guard << radix } else { u64::MAX },
         space: AddressSpace { root: paddr, asid },
+        direct,
         ..FastInfo::NONE
     })
 }
@@ -678,7 +955,7 @@ fn fast_endpoint(
     if info.endpoint_cptr == cptr {
         return Some((info.endpoint, info.endpoint_badge, info.endpoint_rights));
     }
-    if cptr & !info.index_mask != info.guard_bits {
+    if !info.direct || cptr & !info.index_mask != info.guard_bits {
         return None;
     }
     let slots = &cnodes.get(info.cnode)?.slots;

@@ -402,6 +402,128 @@ fn frames_map_once_and_page_tables_are_needed() {
 }
 
 #[test]
+fn the_batched_map_takes_a_shorter_road_to_the_general_paths_results() {
+    // The same VSpace_MapFrames calls, good and bad, through the dedicated
+    // path (`fast_invoke_map_frames`) and the general path: the same
+    // replies, translations and frame caps.
+    let mut worlds = [World::new(), World::new()];
+    worlds[1].k.fastpath = false;
+    for w in &mut worlds {
+        let s = w.server;
+        assert_eq!(w.retype(ObjectType::SmallPage, 0, 900, 8), None);
+        assert_eq!(w.retype(ObjectType::PageTable, 0, 920, 2), None);
+        for slot in [920, 921] {
+            let table = Invocation::PageTableMap {
+                vaddr: 0x6000_0000,
+                attr: 0,
+            };
+            assert_eq!(w.error(s, slot, table, &[SLOT_VSPACE]), None);
+        }
+    }
+    let rw = CapRights::READ_WRITE.word();
+    let calls: &[(u64, u64, u64, u64)] = &[
+        // (first frame, count, address, rights)
+        (900, 4, 0x6000_0000, rw),
+        (900, 4, 0x6000_0000, CapRights::READ.word()), // remapped, other rights
+        (900, 1, 0x6000_8000, rw),                     // mapped elsewhere
+        (904, 2, 0x6000_1000, rw),                     // occupied
+        (904, 2, 0x6000_4001, rw),                     // misaligned
+        (904, 0, 0x6000_4000, rw),                     // empty batch
+        (904, 2, 0x7000_0000, rw),                     // no tables there
+        (904, 2, 0x601f_f000, rw),                     // the second has none
+        (904, 2, 0x6000_4000, 0),                      // no read right
+        (906, 4, 0x6000_6000, rw),                     // 908 is empty
+        (904, 2, u64::MAX - 0xfff, rw),                // out of range
+        (904, 2, 0x6000_4000, rw),
+        (904, 2, 0x6000_4000, rw), // 905 moved away (see below)
+        (900, 1, 0x6000_0000, rw),
+    ];
+    let mut replies = [alloc::vec::Vec::new(), alloc::vec::Vec::new()];
+    for (w, out) in worlds.iter_mut().zip(&mut replies) {
+        let s = w.server;
+        for (n, &(first_frame, count, vaddr, rights)) in calls.iter().enumerate() {
+            if n == calls.len() - 2 {
+                // A frame cap moves away under the remembered lookups: the
+                // slot is read again (empty now), so the batch is refused.
+                let mv = Invocation::CNodeMove {
+                    dest_index: 930,
+                    dest_depth: 64,
+                    src_index: 905,
+                    src_depth: 64,
+                };
+                assert_eq!(w.error(s, SLOT_CNODE, mv, &[SLOT_CNODE]), None);
+            }
+            let inv = Invocation::VSpaceMapFrames {
+                first_frame,
+                count,
+                vaddr,
+                rights,
+                attr: abi::vm::DEFAULT_ATTRIBUTES,
+            };
+            out.push(w.invoke(s, SLOT_VSPACE, inv, &[]));
+        }
+    }
+    assert_eq!(replies[0], replies[1]);
+    // seL4's errors for a batch, each with the index of the frame at fault
+    // (`Word::MAX`: the whole batch) in MR0.
+    let missing = |bits_left| ErrorReply::FailedLookup {
+        source: false,
+        failure: LookupFailure::MissingCapability { bits_left },
+    };
+    let want: &[Option<(u64, ErrorReply)>] = &[
+        None,
+        None,
+        Some((0, ErrorReply::InvalidCapability { index: 0 })),
+        Some((0, ErrorReply::DeleteFirst)),
+        Some((0, ErrorReply::AlignmentError)),
+        Some((
+            u64::MAX,
+            ErrorReply::RangeError {
+                min: 1,
+                max: abi::invocation::MAX_BATCH_FRAMES,
+            },
+        )),
+        Some((0, missing(21))),
+        Some((1, missing(21))),
+        Some((0, ErrorReply::InvalidArgument { index: 3 })),
+        Some((2, ErrorReply::InvalidCapability { index: 0 })),
+        Some((0, ErrorReply::InvalidArgument { index: 0 })),
+        None,
+        Some((1, ErrorReply::InvalidCapability { index: 0 })),
+        None,
+    ];
+    for (n, ((label, mrs), want)) in replies[0].iter().zip(want).enumerate() {
+        let got =
+            (*label != 0).then(|| (mrs[0], ErrorReply::from_reply(*label, &mrs[1..]).unwrap()));
+        assert_eq!(got, *want, "call {n}: {:?}", calls[n]);
+    }
+    assert_eq!(worlds[0].k.fastpath_hits, calls.len() as u64);
+    let t = worlds[0].k.tcbs.get(worlds[0].server).unwrap();
+    assert!(
+        t.fast.object.is_some() && t.fast.frames.left > 0,
+        "the later calls found their slots through the remembered lookups"
+    );
+    assert_eq!(worlds[1].k.fastpath_hits, 0);
+    let [a, b] = &mut worlds;
+    let (asid_a, _) = a.k.thread_asid(a.server).unwrap();
+    let (asid_b, _) = b.k.thread_asid(b.server).unwrap();
+    for page in 0..16 {
+        let va = 0x6000_0000 + page * 0x1000;
+        assert_eq!(
+            a.k.translate(asid_a, va),
+            b.k.translate(asid_b, va),
+            "{va:#x}"
+        );
+    }
+    assert!(a.k.translate(asid_a, 0x6000_5000).is_some());
+    for slot in (900..908).chain([930]) {
+        let (x, _) = a.k.lookup_cap(a.server, slot).unwrap();
+        let (y, _) = b.k.lookup_cap(b.server, slot).unwrap();
+        assert_eq!(x, y, "slot {slot}");
+    }
+}
+
+#[test]
 fn a_higher_priority_thread_runs_first_and_time_slices_rotate() {
     let mut w = World::new();
     let (s, c) = (w.server, w.client);
@@ -641,6 +763,7 @@ mod random_syscalls {
                     prop_assert_eq!(a.context, b.context);
                     prop_assert_eq!(a.slots, b.slots);
                     prop_assert_eq!(a.ipc_links, b.ipc_links);
+                    prop_assert_eq!(a.fault, b.fault);
                 }
                 prop_assert_eq!(fast.k.sched.current, slow.k.sched.current);
                 for (f, g) in fast.k.endpoints.iter().zip(slow.k.endpoints.iter()) {
@@ -811,6 +934,74 @@ fn the_fastpaths_are_taken_once_the_threads_are_warm() {
     t.context.x[..2].copy_from_slice(&[EP, MessageInfo::new(0, 0, 0, 0).word()]);
     t.context.x[7] = Syscall::ReplyRecv.number() as u64;
     assert!(w.k.fastpath(s).is_none(), "stale caches: the general path");
+}
+
+#[test]
+fn a_vm_fault_and_its_reply_take_the_fastpaths_once_warm() {
+    // The same fault round trip, general path and fastpaths, ends the same.
+    let mut worlds = [World::new(), World::new()];
+    worlds[1].k.fastpath = false;
+    for w in &mut worlds {
+        let (s, c) = (w.server, w.client);
+        // A first round trip through the general path warms the caches.
+        w.sys(s, Syscall::Recv, EP, MessageInfo::default(), [0; 4]);
+        w.sys(c, Syscall::Call, EP, MessageInfo::new(1, 0, 0, 0), [0; 4]);
+        w.sys(s, Syscall::ReplyRecv, EP, MessageInfo::default(), [0; 4]);
+        assert_eq!(w.k.sched.current, Some(c));
+    }
+    for round in 0..3 {
+        for (i, w) in worlds.iter_mut().enumerate() {
+            let (s, c) = (w.server, w.client);
+            let hits = w.k.fastpath_hits;
+            let pc = w.k.tcbs.get(c).unwrap().context.pc;
+            w.k.tcbs.get_mut(c).unwrap().context.restart_pc = pc;
+            let fault = VmFault {
+                ip: pc,
+                addr: 0x5000_0000 + round * 0x1000,
+                instruction: false,
+                fsr: abi::fault::fsc_translation(3) | abi::fault::ISS_WNR,
+            };
+            w.k.handle_event(Event::Fault(Fault::VmFault(fault)));
+            w.check();
+            assert_eq!(w.k.sched.current, Some(s));
+            let r = w.regs(s);
+            let info = MessageInfo::from_word(r[1]);
+            assert_eq!((r[0], info.length()), (BADGE, 4));
+            assert_eq!(
+                Fault::from_message(info.label(), &r[2..6]),
+                Some(Fault::VmFault(fault))
+            );
+            // The client's registers other than pc stay as they were.
+            let before = w.k.tcbs.get(c).unwrap().context;
+            let t = w.k.tcbs.get_mut(s).unwrap();
+            t.context.x[..2].copy_from_slice(&[EP, MessageInfo::new(0, 0, 0, 0).word()]);
+            t.context.x[7] = Syscall::ReplyRecv.number() as u64;
+            if i == 0 {
+                assert!(
+                    w.k.fastpath(s).is_some(),
+                    "the fault reply took the fastpath"
+                );
+                assert_eq!(w.k.fastpath_hits, hits + 1, "the fault took the fastpath");
+            } else {
+                w.k.handle_event(Event::Syscall);
+                assert_eq!(w.k.fastpath_hits, 0);
+            }
+            w.check();
+            assert_eq!(w.k.sched.current, Some(c));
+            let t = w.k.tcbs.get(c).unwrap();
+            assert_eq!((t.fault, t.state), (None, ThreadState::Running));
+            assert_eq!(t.context.pc, pc, "the faulting instruction runs again");
+            assert_eq!(t.context.x, before.x);
+        }
+        let [a, b] = &worlds;
+        for (&f, &g) in a.threads.iter().zip(&b.threads) {
+            let (x, y) = (a.k.tcbs.get(f).unwrap(), b.k.tcbs.get(g).unwrap());
+            assert_eq!(
+                (x.state, x.context, x.slots, x.ipc_links, x.fault),
+                (y.state, y.context, y.slots, y.ipc_links, y.fault)
+            );
+        }
+    }
 }
 
 #[test]
