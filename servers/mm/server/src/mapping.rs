@@ -18,7 +18,7 @@ use crate::client::rflags;
 use crate::cspace::CHUNK_FRAMES;
 use crate::error::Fail;
 use crate::pagemap::{Entry, Hold, Pte};
-use crate::phys::{Fr, Owner, map_caps, rights, unmap_caps};
+use crate::phys::{Fr, Owner, batch_fail, map_caps, rights, unmap_caps};
 use crate::server::Server;
 
 /// A piece of backing taken for a range: `n` frames from `pfn` for the
@@ -141,6 +141,52 @@ impl Server {
         Ok(need)
     }
 
+    /// [`Server::fill`] of the one page at `va` (inside the anonymous region
+    /// `r`), known to have no entry: the fault path's common case, without
+    /// the general case's lists. One zeroed frame (from the zero pool when
+    /// it has one), its tables, one mapping. All or nothing. Returns the
+    /// frame.
+    pub(crate) fn fill_one(&mut self, ci: u32, va: u64, r: &Region) -> Result<u64, Fail> {
+        if self.clients[ci as usize].headroom() == 0 {
+            return Err(MmError::QuotaExceeded.into());
+        }
+        let pfn = self.phys.alloc_zeroed_page(anon_gfp(r))?;
+        let piece = Piece {
+            va,
+            pfn,
+            n: 1,
+            block: false,
+        };
+        let Server { phys, clients, .. } = self;
+        let c = &mut clients[ci as usize];
+        if let Err(e) = phys.ensure_tables(&mut c.tables, c.vspace, va, va + PAGE_SIZE, 3) {
+            self.drop_pieces(&[piece], 0);
+            return Err(self.fail(ci, e));
+        }
+        // `map_piece` of one frame: readied, its primary cap mapped.
+        let (write, exec) = page_mode(r.prot);
+        let k = match self.phys.take_one(pfn, Owner::Anon(ci)) {
+            Ok(k) => k,
+            Err(e) => {
+                self.drop_pieces(&[piece], 0);
+                return Err(self.fail(ci, e));
+            }
+        };
+        let cap = self.phys.acquire_primary_run(k, 1);
+        let pte = Pte::new(pfn, Hold::Own, true, write, exec, 0);
+        let vs = self.clients[ci as usize].vspace;
+        if let Err(e) = rt::invoke::vspace_map_frames(vs, cap, 1, va, rights(write), pte.attr()) {
+            self.phys.release_cap(Fr::Ram(k), 0);
+            self.phys.untake(pfn, 1);
+            self.drop_pieces(&[piece], 0);
+            return Err(self.fail(ci, batch_fail("map frames", e)));
+        }
+        let c = &mut self.clients[ci as usize];
+        c.pages.set(va, pte);
+        c.charged += 1;
+        Ok(pfn)
+    }
+
     /// Allocates the frames for `holes`.
     fn take_pieces(
         &mut self,
@@ -239,8 +285,12 @@ impl Server {
             self.clients[ci as usize].tables = set;
             r?;
         }
-        self.phys.take(p.pfn, p.n, owner)?;
-        let k = self.phys.lay.index(p.pfn).unwrap_or(0);
+        let k = if p.n == 1 {
+            self.phys.take_one(p.pfn, owner)?
+        } else {
+            self.phys.take(p.pfn, p.n, owner)?;
+            self.phys.lay.index(p.pfn).unwrap_or(0)
+        };
         let first = self.phys.acquire_primary_run(k, p.n);
         let pte0 = Pte::new(p.pfn, Hold::Own, true, write, exec, 0);
         let vs = self.clients[ci as usize].vspace;
@@ -251,12 +301,14 @@ impl Server {
             self.phys.untake(p.pfn, p.n);
             return Err(e);
         }
+        let pfn = p.pfn;
         let pages = &mut self.clients[ci as usize].pages;
-        for i in 0..p.n {
-            pages.set(
-                p.va + i * PAGE_SIZE,
-                Pte::new(p.pfn + i, Hold::Own, true, write, exec, 0),
-            );
+        if p.n == 1 {
+            pages.set(p.va, Pte::new(pfn, Hold::Own, true, write, exec, 0));
+        } else {
+            pages.set_run(p.va, p.n, |i| {
+                Pte::new(pfn + i, Hold::Own, true, write, exec, 0)
+            });
         }
         Ok(())
     }

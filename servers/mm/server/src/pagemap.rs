@@ -212,6 +212,37 @@ impl PageMap {
         old.present().then_some(old)
     }
 
+    /// Sets the entries of the `n` pages from `va` (none in a block) to
+    /// `pte(i)` for page `i`: [`PageMap::set`] of each, with one lookup per
+    /// 2 MiB leaf instead of one per page.
+    pub fn set_run(&mut self, va: u64, n: u64, pte: impl Fn(u64) -> Pte) {
+        let mut i = 0;
+        while i < n {
+            let at = va + i * PAGE_SIZE;
+            let in_leaf = ((LEAF_SPAN - at % LEAF_SPAN) / PAGE_SIZE).min(n - i);
+            let leaf = self.leaves.entry(at / LEAF_SPAN).or_insert_with(|| {
+                Leaf::Small(Box::new(SmallLeaf {
+                    ptes: [Pte::default(); LEAF_PAGES],
+                    count: 0,
+                }))
+            });
+            if let Leaf::Small(l) = leaf {
+                let first = ((at % LEAF_SPAN) / PAGE_SIZE) as usize;
+                for (j, slot) in l.ptes[first..first + in_leaf as usize]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    if !slot.present() {
+                        l.count += 1;
+                        self.pages += 1;
+                    }
+                    *slot = pte(i + j as u64);
+                }
+            }
+            i += in_leaf;
+        }
+    }
+
     /// Removes the entry of the page at `va` (not in a block).
     pub fn remove(&mut self, va: u64) -> Option<Pte> {
         let key = va / LEAF_SPAN;
@@ -330,5 +361,31 @@ mod tests {
         assert_eq!(m.pages(), 0);
         let q = p.with_mapping(false, false, false);
         assert!(q.present() && !q.mapped() && q.hold() == Hold::Own && q.pfn() == 0x40123);
+    }
+
+    #[test]
+    fn set_run_is_set_of_each_page() {
+        // Runs across leaves, over entries already there, of every length.
+        for (va, n) in [
+            (0x1000_0000, 1),
+            (0x101f_e000, 5),
+            (0x1010_0000, 1024),
+            (0x1000_0000, 0),
+        ] {
+            let mut a = PageMap::default();
+            let mut b = PageMap::default();
+            let old = Pte::new(7, Hold::Area, true, false, false, 3);
+            for m in [&mut a, &mut b] {
+                m.set(0x1020_0000, old);
+                m.set(va + PAGE_SIZE, old);
+            }
+            let pte = |i: u64| Pte::new(0x50000 + i, Hold::Own, true, true, false, 0);
+            a.set_run(va, n, pte);
+            for i in 0..n {
+                b.set(va + i * PAGE_SIZE, pte(i));
+            }
+            assert_eq!(a.pages(), b.pages());
+            assert_eq!(a.all(), b.all());
+        }
     }
 }

@@ -131,6 +131,10 @@ struct DevRange {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TableSet {
     map: BTreeMap<(u8, u64), CPtr>,
+    /// The index of a level-3 table known installed (with the tables above
+    /// it): the last one `ensure_tables` found or installed. Cleared when
+    /// it goes.
+    recent_l3: Option<u64>,
 }
 
 /// The shift of the range one table at `level` (1..=3) covers.
@@ -155,6 +159,7 @@ impl TableSet {
 
     /// Every table, deepest level first.
     pub fn drain(&mut self) -> Vec<CPtr> {
+        self.recent_l3 = None;
         let mut v: Vec<((u8, u64), CPtr)> = core::mem::take(&mut self.map).into_iter().collect();
         v.sort_by_key(|e| core::cmp::Reverse(e.0.0));
         v.into_iter().map(|(_, c)| c).collect()
@@ -163,7 +168,7 @@ impl TableSet {
 
 /// The kernel's error on mapping or unmapping in a client VSpace: `Gone`
 /// when the VSpace capability is what failed.
-fn batch_fail(what: &'static str, e: rt::invoke::BatchError) -> Fail {
+pub(crate) fn batch_fail(what: &'static str, e: rt::invoke::BatchError) -> Fail {
     match (e.frame, e.error) {
         (None, ErrorReply::InvalidCapability { .. }) => Fail::Gone,
         (_, err) => Fail::Bug(what, err),
@@ -446,6 +451,9 @@ impl Phys {
         if let Some(pt) = self.chunks[c].window_pt.take() {
             rt::invoke::page_table_unmap(pt).map_err(|e| Fail::Bug("unmap a window table", e))?;
             self.window.map.remove(&(3, va >> 21));
+            if self.window.recent_l3 == Some(va >> 21) {
+                self.window.recent_l3 = None;
+            }
             self.pt_free.push(pt);
         }
         self.lay
@@ -527,6 +535,37 @@ impl Phys {
             self.owner[k as usize] = owner;
         }
         Ok(())
+    }
+
+    /// [`Phys::take`] of the one frame `pfn` (the fault path's case);
+    /// returns its frame index.
+    pub fn take_one(&mut self, pfn: u64, owner: Owner) -> Result<u64, Fail> {
+        let k = self.lay.index(pfn).ok_or(Fail::Bug(
+            "allocator frame outside layout",
+            ErrorReply::IllegalOperation,
+        ))?;
+        let c = self.chunk_of(k);
+        match self.chunks[c].role {
+            Role::Large => self.make_small(c)?,
+            Role::Small | Role::Fixed => {}
+            Role::Absent | Role::PageTables => {
+                return Err(Fail::Bug(
+                    "allocated frame in a chunk without frames",
+                    ErrorReply::IllegalOperation,
+                ));
+            }
+        }
+        self.ensure_map_caps(c)?;
+        if self.clean.get(k) {
+            self.counters.fresh += 1;
+            self.clean.set(k, false);
+        } else {
+            rt::mem::zero(window_va(pfn), PAGE_SIZE)
+                .map_err(|_| Fail::Bug("zero through the window", ErrorReply::IllegalOperation))?;
+            self.counters.zeroed += 1;
+        }
+        self.owner[k as usize] = owner;
+        Ok(k)
     }
 
     /// Makes the just-allocated, chunk-aligned order-9 block at `pfn` one
@@ -807,6 +846,18 @@ impl Phys {
         hi: u64,
         leaf: u8,
     ) -> Result<(), Fail> {
+        // Tables go in top down and only level-3 ones come out alone
+        // (`drop_l3`), so a range inside one installed level-3 table has
+        // every table it needs: one lookup instead of one per level.
+        if leaf == 3 && lo >> 21 == (hi - 1) >> 21 {
+            if set.recent_l3 == Some(lo >> 21) {
+                return Ok(());
+            }
+            if set.map.contains_key(&(3, lo >> 21)) {
+                set.recent_l3 = Some(lo >> 21);
+                return Ok(());
+            }
+        }
         for level in 1..=leaf {
             let shift = level_shift(level);
             for i in (lo >> shift)..=((hi - 1) >> shift) {
@@ -831,6 +882,9 @@ impl Phys {
     /// Removes the level-3 table covering `va` from `set` (and the VSpace),
     /// if installed: before a 2 MiB block goes in its place.
     pub fn drop_l3(&mut self, set: &mut TableSet, va: u64) -> Result<(), Fail> {
+        if set.recent_l3 == Some(va >> 21) {
+            set.recent_l3 = None;
+        }
         if let Some(pt) = set.map.remove(&(3, va >> 21)) {
             rt::invoke::page_table_unmap(pt).map_err(|e| Fail::Bug("unmap a page table", e))?;
             self.pt_free.push(pt);

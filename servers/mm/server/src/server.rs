@@ -101,6 +101,10 @@ pub enum Outcome {
         /// How many.
         len: usize,
     },
+    /// An empty reply with label 0: the end of a fault, which restarts the
+    /// faulting instruction (the same message as a `Reply` with label 0
+    /// and no words, without a message-sized array to fill).
+    Restart,
     /// No reply (a fatal fault: the client is suspended and reclaimed).
     NoReply,
 }
@@ -118,6 +122,7 @@ impl Outcome {
     pub fn reply_label(&self) -> Option<Word> {
         match self {
             Outcome::Reply { label, .. } => Some(*label),
+            Outcome::Restart => Some(0),
             Outcome::NoReply => None,
         }
     }
@@ -130,20 +135,20 @@ impl Outcome {
                 LABEL_ERROR => MmError::from_code(words[0]).map(Err),
                 _ => None,
             },
-            Outcome::NoReply => None,
+            Outcome::Restart | Outcome::NoReply => None,
         }
     }
 }
 
 /// What happened in one step, for a test's hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct Event<'a> {
     /// The sender's badge.
     pub badge: u64,
     /// The message's label.
     pub label: Word,
-    /// What the server answered.
-    pub outcome: Outcome,
+    /// What the server answered (borrowed: the server replies from it).
+    pub outcome: &'a Outcome,
 }
 
 /// The MM server. See the crate docs.
@@ -191,21 +196,33 @@ impl Server {
     /// message (tests check invariants there). Idle time refills the zero pool.
     pub fn serve(mut self, hook: &mut dyn FnMut(&Server, &Event)) -> ! {
         let mut mrs = [0; 4];
+        // The message words, reused: only the message's length of them is
+        // read, so the array is never cleared (copying or clearing a
+        // message-sized array per message costs more than the rest of a
+        // fault's handling).
+        let mut words = [0; MAX_WORDS];
         let (mut info, mut badge) = rt::recv_with_mrs(self.ep, &mut mrs);
         loop {
-            let words = gather(info, &mrs);
-            let outcome = self.dispatch(badge.0, info, &words[..info.length()]);
+            let n = gather(info, &mrs, &mut words);
+            // The hook sees the outcome where it was built, and the reply
+            // goes from there (no copy of its words).
+            let outcome = self.dispatch(badge.0, info, &words[..n]);
             hook(
                 &self,
                 &Event {
                     badge: badge.0,
                     label: info.label(),
-                    outcome: outcome.clone(),
+                    outcome: &outcome,
                 },
             );
-            match outcome {
-                Outcome::Reply { label, words, len } => {
-                    let tag = scatter(label, &words[..len], &mut mrs);
+            let reply = match &outcome {
+                Outcome::Reply { label, words, len } => Some((*label, &words[..*len])),
+                Outcome::Restart => Some((0, &[][..])),
+                Outcome::NoReply => None,
+            };
+            match reply {
+                Some((label, words)) => {
+                    let tag = scatter(label, words, &mut mrs);
                     if self.phys.zero_pool_wants() {
                         rt::set_mrs(&mrs[..tag.length().min(4)]);
                         rt::reply(tag);
@@ -214,7 +231,7 @@ impl Server {
                         (info, badge) = rt::reply_recv_with_mrs(self.ep, tag, &mut mrs);
                     }
                 }
-                Outcome::NoReply => {
+                None => {
                     (info, badge) = if self.phys.zero_pool_wants() {
                         self.idle(&mut mrs)
                     } else {
@@ -256,9 +273,11 @@ impl Server {
                     Outcome::label(LABEL_MALFORMED)
                 }
             }
-        } else if is_fault_label(label) && self.by_badge.contains_key(&badge) {
+        } else if is_fault_label(label)
+            && let Some(&ci) = self.by_badge.get(&badge)
+        {
             match Fault::from_message(label, words) {
-                Some(f) => self.fault(badge, f),
+                Some(f) => self.fault(ci, f),
                 None => {
                     self.stats.malformed += 1;
                     Outcome::label(LABEL_MALFORMED)
@@ -658,17 +677,16 @@ impl Server {
     }
 }
 
-/// The message words of a received message: MR0–MR3 from registers, the
-/// rest from the IPC buffer.
-fn gather(info: MessageInfo, mrs: &[Word; 4]) -> [Word; MAX_WORDS] {
-    let mut words = [0; MAX_WORDS];
-    let n = info.length();
+/// Puts the message words of a received message in `words` (MR0–MR3 from
+/// registers, the rest from the IPC buffer); returns how many.
+fn gather(info: MessageInfo, mrs: &[Word; 4], words: &mut [Word; MAX_WORDS]) -> usize {
+    let n = info.length().min(MAX_WORDS);
     words[..n.min(4)].copy_from_slice(&mrs[..n.min(4)]);
     if n > 4 {
         rt::get_mrs(&mut words[..n]);
         words[..4].copy_from_slice(mrs);
     }
-    words
+    n
 }
 
 /// Puts a reply's words in MR0–MR3 and the IPC buffer; returns its tag.

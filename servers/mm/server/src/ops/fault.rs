@@ -15,11 +15,8 @@ use crate::phys::Owner;
 use crate::server::{Outcome, Server};
 
 impl Server {
-    /// A fault of client `badge`'s thread (the server is its fault handler).
-    pub(crate) fn fault(&mut self, badge: u64, f: Fault) -> Outcome {
-        let Some(&ci) = self.by_badge.get(&badge) else {
-            return Outcome::NoReply;
-        };
+    /// A fault of client `ci`'s thread (the server is its fault handler).
+    pub(crate) fn fault(&mut self, ci: u32, f: Fault) -> Outcome {
         if !self.clients[ci as usize].alive {
             // A thread of a client already reclaimed: leave it stopped.
             let _ = rt::invoke::tcb_suspend(self.clients[ci as usize].tcb);
@@ -45,11 +42,7 @@ impl Server {
                 let c = &mut self.clients[ci as usize];
                 c.faults += 1;
                 c.last_fault = Some(page);
-                Outcome::Reply {
-                    label: 0,
-                    words: [0; libmm::protocol::MAX_WORDS],
-                    len: 0,
-                }
+                Outcome::Restart
             }
             Err(Fail::Gone) => Outcome::NoReply,
             Err(Fail::Mm(e)) => {
@@ -113,16 +106,16 @@ impl Server {
         }
         if fillable(&r) {
             let block = page & !(LARGE_PAGE_SIZE - 1);
-            let (lo, hi) = if r.flags.contains(rflags::HUGE)
+            if r.flags.contains(rflags::HUGE)
                 && block >= r.start.0
                 && block + LARGE_PAGE_SIZE <= r.end().0
                 && c.pages.leaf_empty(block)
             {
-                (block, block + LARGE_PAGE_SIZE)
+                self.fill(ci, block, block + LARGE_PAGE_SIZE, &r)?;
             } else {
-                (page, page + PAGE_SIZE)
-            };
-            self.fill(ci, lo, hi, &r)?;
+                // The common case: one page, which has no entry (above).
+                return self.fill_one(ci, page, &r);
+            }
         } else if let RegionKind::Shared { .. } = r.kind {
             self.shm_fill(ci, page, page + PAGE_SIZE, &r)?;
         } else {
