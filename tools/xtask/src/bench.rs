@@ -148,7 +148,19 @@ fn host_benches(root: &Path, filter: Option<&str>) -> Result<Vec<Figure>> {
             ));
         }
     }
-    read_criterion(&root.join("target").join("criterion"), started)
+    // Criterion writes under cargo's target directory, wherever
+    // CARGO_TARGET_DIR puts it.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
+        .unwrap_or_else(|| root.join("target"));
+    read_criterion(&target.join("criterion"), started)
 }
 
 /// Whether `taskset` (util-linux) can pin a command to a CPU here.

@@ -192,10 +192,6 @@ mod program {
             .unwrap_or_default()
     }
 
-    fn free(mm: &MmRt) -> u64 {
-        zones(mm).iter().map(|z| z.free).sum()
-    }
-
     /// Frames of coherent DMA memory the server holds for this client
     /// (pool chunks and coherent buffers), by its own accounting.
     fn dma_held(mm: &MmRt) -> u64 {
