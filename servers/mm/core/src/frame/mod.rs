@@ -412,19 +412,23 @@ impl FrameAllocator {
         budget: usize,
     ) -> Result<usize, FrameError> {
         let mut done = 0;
+        let cpu = self.cpu;
         for zone in self.zones.iter_mut().rev() {
             for mt in 0..NR_PCPTYPES as u8 {
                 while done < budget {
-                    let Some(idx) = zone.zero_candidate(mt) else {
+                    let Some((idx, order)) = zone.zero_candidates(cpu, mt, budget - done) else {
                         break;
                     };
                     let addr = zone.pfn(idx) << PAGE_SHIFT;
-                    if mem.zero(addr, PAGE_SIZE).is_err() {
-                        zone.buddy.free_one(idx, 0, mt);
+                    if mem.zero(addr, PAGE_SIZE << order).is_err() {
+                        let pb = zone.buddy.pb_mt(idx);
+                        zone.buddy.free_one(idx, order, pb);
                         return Err(FrameError::AccessFailed);
                     }
-                    zone.add_zeroed(idx, mt);
-                    done += 1;
+                    for i in idx..idx + (1 << order) {
+                        zone.add_zeroed(i, mt);
+                    }
+                    done += 1 << order;
                 }
             }
         }

@@ -16,6 +16,10 @@ use super::list::State;
 use super::types::NR_PCPTYPES;
 use super::zone::Zone;
 
+/// The largest block the pool takes from the buddy lists at once (32
+/// frames).
+const ZERO_BATCH_ORDER: u32 = 5;
+
 impl Zone {
     /// Takes a zeroed frame of `mt`.
     #[inline]
@@ -31,13 +35,33 @@ impl Zone {
         (0..NR_PCPTYPES as u8).find_map(|mt| self.take_zeroed(mt))
     }
 
-    /// Takes a free frame of `mt` to be zeroed for the pool, if its list is
-    /// below target.
-    pub fn zero_candidate(&mut self, mt: u8) -> Option<u32> {
-        if self.zeroed[mt as usize].len >= self.zero_high[mt as usize] {
+    /// Takes free frames of `mt` to be zeroed for the pool, at most `max`
+    /// and no more than its list lacks: one from CPU `cpu`'s list when it
+    /// has one (an order-0 frame ready to take), else a buddy block of the
+    /// largest order that fits (split from the smallest free block, so a
+    /// batch costs one split, not one per frame), else one frame. Returns
+    /// the block's first frame and order (its frames after the first are
+    /// `Tail`); `None` when the list is full or `mt` has no free frame.
+    pub fn zero_candidates(&mut self, cpu: usize, mt: u8, max: usize) -> Option<(u32, u32)> {
+        let room = self.zero_high[mt as usize].saturating_sub(self.zeroed[mt as usize].len);
+        let want = (room as usize).min(max);
+        if want == 0 {
             return None;
         }
-        self.buddy.rmqueue_smallest(0, mt)
+        if let Some(pcp) = self.pcp.get_mut(cpu)
+            && let Some(idx) = pcp.lists[mt as usize].pop_back(&mut self.buddy.frames)
+        {
+            pcp.count -= 1;
+            self.nr_pcp -= 1;
+            return Some((idx, 0));
+        }
+        let order = want.ilog2().min(ZERO_BATCH_ORDER);
+        if order > 0
+            && let Some(idx) = self.buddy.rmqueue_smallest(order, mt)
+        {
+            return Some((idx, order));
+        }
+        self.buddy.rmqueue_smallest(0, mt).map(|idx| (idx, 0))
     }
 
     /// Puts the frame `idx`, now zeroed, in the pool list `mt`.

@@ -509,7 +509,7 @@ fn contig_range_takes_pcp_and_pooled_frames() {
     for &p in &got {
         a.free_pages(p, 0).unwrap();
     }
-    a.refill_zeroed(&mut mem, 16).unwrap();
+    a.refill_zeroed(&mut mem, 4).unwrap();
     assert!(a.zone_stats(ZoneType::Dma32).pcp > 0);
     assert!(a.zone_stats(ZoneType::Dma32).zeroed > 0);
     a.alloc_contig_range(pfn_at(0), pfn_at(8 * MIB)).unwrap();
@@ -838,6 +838,40 @@ fn is_zero(mem: &ArenaMemory, pfn: Pfn, pages: u64) -> bool {
     let mut buf = vec![0xffu8; (pages * 4096) as usize];
     mem.read(pfn.addr().0, &mut buf).unwrap();
     buf.iter().all(|&b| b == 0)
+}
+
+#[test]
+fn zero_pool_takes_the_cpu_list_first_then_buddy_batches() {
+    let cfg = FrameConfig {
+        zero_pool_high: [0, 40, 0],
+        ..FrameConfig::default()
+    };
+    let mut a = FrameAllocator::new(cfg, &[r(0, 4 * MIB)]).unwrap();
+    let mut mem = ArenaMemory::new(RAM, 4 * MIB as usize);
+    mem.fill(RAM, 4 * MIB, 0xaa).unwrap();
+    let p = a.alloc_pages(0, GfpFlags::USER_MOVABLE).unwrap();
+    a.free_pages(p, 0).unwrap();
+    let pcp = a.zone_stats(ZoneType::Dma32).pcp;
+    assert!(pcp > 0);
+    // One frame: off the CPU's list, not split from a buddy block.
+    let free = a.zone_stats(ZoneType::Dma32).free;
+    assert_eq!(a.refill_zeroed(&mut mem, 1), Ok(1));
+    let s = a.zone_stats(ZoneType::Dma32);
+    assert_eq!((s.pcp, s.free, s.zeroed), (pcp - 1, free, 1));
+    check(&a);
+    // The rest in batches, never past the pool's size; every frame zero.
+    a.drain_all_pages();
+    assert_eq!(a.refill_zeroed(&mut mem, 100), Ok(39));
+    assert_eq!(a.refill_zeroed(&mut mem, 100), Ok(0));
+    check(&a);
+    for _ in 0..40 {
+        let z = a
+            .alloc_zeroed(0, GfpFlags::USER_MOVABLE, &mut Refuse)
+            .unwrap();
+        assert!(is_zero(&mem, z, 1));
+    }
+    assert_eq!(a.zone_stats(ZoneType::Dma32).zeroed, 0);
+    check(&a);
 }
 
 #[test]
