@@ -329,6 +329,13 @@ impl<M: Machine> Kernel<M> {
     /// slot `dest`, as its child or sibling.
     #[inline(always)]
     pub fn cte_insert(&mut self, cap: Cap, src: SlotRef, dest: SlotRef) {
+        if let Cap::Frame { .. } = cap {
+            // A frame cap is never revocable (`is_cap_revocable`) nor an
+            // Untyped: linked after its source, as below (the common case
+            // of `CNode_CopyRun`).
+            self.link_after(Some(src), dest, cap, false, false);
+            return;
+        }
         let revocable = super::cap::is_cap_revocable(&cap, &self.slot(src).cap);
         // seL4 `setUntypedCapAsFull`: while a copy of an Untyped exists, the
         // original cannot retype (its watermark is at the end).
@@ -367,7 +374,9 @@ impl<M: Machine> Kernel<M> {
     ) {
         self.cap_changed(dest, &cap, false);
         debug_assert!(self.slot(dest).cap.is_null());
-        let next = after.and_then(|a| self.slot(a).next);
+        // `after`'s next becomes `dest` (`after` holds a cap, so it is not
+        // the empty `dest`).
+        let next = after.and_then(|a| self.slot_mut(a).next.replace(dest));
         *self.slot_mut(dest) = Slot {
             cap,
             prev: after,
@@ -375,9 +384,6 @@ impl<M: Machine> Kernel<M> {
             revocable,
             first_badged,
         };
-        if let Some(a) = after {
-            self.slot_mut(a).next = Some(dest);
-        }
         if let Some(n) = next {
             self.slot_mut(n).prev = Some(dest);
         }

@@ -674,22 +674,43 @@ impl<M: Machine> Kernel<M> {
                     cnode: first.cnode,
                     index: first.index + i as u32,
                 };
-                let src = self
-                    .source_slot_run(dest, extra, src_index.wrapping_add(i), src_depth, &mut run)
-                    .map_err(at)?;
+                let index = src_index.wrapping_add(i);
+                let src = if pass == 1 && run.left > 0 && run.cptr == index {
+                    // The first pass checked this pair: the cursor's next
+                    // slot, as `source_slot_run` finds it, without the
+                    // checks again.
+                    let src = SlotRef {
+                        cnode: run.cnode,
+                        index: run.index,
+                    };
+                    run.left -= 1;
+                    run.index += 1;
+                    run.cptr = index.wrapping_add(1);
+                    src
+                } else {
+                    self.source_slot_run(dest, extra, index, src_depth, &mut run)
+                        .map_err(at)?
+                };
                 if pass == 0 && i == 0 {
                     run0 = FrameRun {
                         cptr: src_index,
                         cnode: src.cnode,
                         index: src.index,
                         left: run.left + 1,
+                        back: 0,
                     };
                 }
-                let new = self.slot(src).cap.mask_rights(mask);
-                let derived = self.derive_cap(src, new).map_err(at)?;
-                if derived.is_null() {
-                    return Err(at(ErrorReply::IllegalOperation));
-                }
+                let cap = self.slot(src).cap;
+                let derived = match frame_copy(&cap, mask) {
+                    Some(copy) => copy,
+                    None => {
+                        let derived = self.derive_cap(src, cap.mask_rights(mask)).map_err(at)?;
+                        if derived.is_null() {
+                            return Err(at(ErrorReply::IllegalOperation));
+                        }
+                        derived
+                    }
+                };
                 if pass == 1 {
                     self.cte_insert(derived, src, dest);
                 }
@@ -1325,16 +1346,17 @@ impl<M: Machine> Kernel<M> {
             // The slots after it in the same CNode, when the lookup ended
             // at its index bits (then the next CPtrs differ from this one
             // in those bits only, until they carry out of them).
-            run.left = match self.table(slot.cnode) {
+            (run.left, run.back) = match self.table(slot.cnode) {
                 Some(slots) if bits_left == 0 && slot.cnode & TCB_TABLE == 0 => {
-                    slots.len() as u32 - slot.index
+                    (slots.len() as u32 - slot.index, slot.index)
                 }
-                _ => 1,
+                _ => (1, 0),
             };
             run.cnode = slot.cnode;
             slot
         };
         run.left -= 1;
+        run.back += 1;
         run.index = slot.index + 1;
         run.cptr = cptr.wrapping_add(1);
         match self.slot(slot).cap {
@@ -1362,21 +1384,7 @@ impl<M: Machine> Kernel<M> {
     /// frame there: its walk stops above level 3 at an invalid entry
     /// (MissingTable) or at a block (DeleteFirst).
     fn leaf_table_4k(&self, root: u64, vaddr: Word) -> Result<u64, ErrorReply> {
-        let mut table = root;
-        for level in 0..3u8 {
-            let entry = table + vmsa::index(vaddr, level) as u64 * 8;
-            let d = vmsa::Descriptor(self.machine.read_word(entry));
-            if !d.is_valid() || (!d.is_leaf(level) && !d.is_table(level)) {
-                return Err(super::vspace::map_error(vmsa::MapError::MissingTable {
-                    level: level + 1,
-                }));
-            }
-            if d.is_leaf(level) {
-                return Err(ErrorReply::DeleteFirst);
-            }
-            table = d.address();
-        }
-        Ok(table)
+        leaf_table_4k(&self.machine, root, vaddr)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1418,6 +1426,272 @@ impl<M: Machine> Kernel<M> {
         r
     }
 
+    /// [`Kernel::map_frames_checked`] of one frame (a demand fault's map):
+    /// the same checks in the same order, then the mapping, without the
+    /// batch loop's bookkeeping.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn map_one_checked(
+        &mut self,
+        cur: ObjId,
+        asid: u16,
+        root: u64,
+        first: Word,
+        va: Word,
+        rights: Word,
+        attr: Word,
+        wrote: &mut bool,
+        hint: &mut FrameRun,
+    ) -> Result<(), Failure> {
+        let at = |error| Failure {
+            error,
+            batch_index: Some(0),
+        };
+        let mut run = hint_run(hint, first);
+        let (frame, slot) = self.batch_frame_run(cur, first, 0, &mut run)?;
+        // As `map_frames_checked`'s hint: the whole run found.
+        *hint = FrameRun {
+            cptr: run.cptr.wrapping_sub(run.back as Word),
+            cnode: slot.cnode,
+            index: run.index - run.back,
+            left: run.left + run.back,
+            back: 0,
+        };
+        let FrameView {
+            paddr,
+            size_bits,
+            rights: cap_rights,
+            mapping,
+        } = frame;
+        if mapping.is_some_and(|m| m.asid != asid || m.vaddr != va) {
+            return Err(at(ErrorReply::InvalidCapability { index: 0 }));
+        }
+        if 1u64 << size_bits != vmsa::PAGE_SIZE {
+            let cap = Cap::Frame {
+                paddr,
+                size_bits,
+                device: false,
+                rights: cap_rights,
+                mapping,
+            };
+            let attrs = self
+                .check_frame_map(cap, asid, root, va, rights, attr, 3)
+                .map_err(at)?;
+            self.map_frame(asid, va, paddr, 1 << size_bits, attrs)?;
+            self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: va }));
+            return Ok(());
+        }
+        if va & (vmsa::PAGE_SIZE - 1) != 0 {
+            return Err(at(ErrorReply::AlignmentError));
+        }
+        match va.checked_add(vmsa::PAGE_SIZE) {
+            Some(end) if va >= USER_VADDR_MIN && end <= USER_VADDR_END => {}
+            _ => return Err(at(ErrorReply::InvalidArgument { index: 0 })),
+        }
+        let table = self.leaf_table_4k(root, va).map_err(at)?;
+        let entry = table + vmsa::index(va, 3) as u64 * 8;
+        let existing = vmsa::Descriptor(self.machine.read_word(entry));
+        let fresh = !existing.is_valid() || !existing.is_leaf(3);
+        let same = mapping.is_some() && existing.address() == paddr;
+        if !(fresh || same) {
+            return Err(at(ErrorReply::DeleteFirst));
+        }
+        let granted = cap_rights.intersect(CapRights::from_word(rights));
+        if !granted.can_read() {
+            return Err(at(ErrorReply::InvalidArgument { index: 3 }));
+        }
+        let attrs = page_attrs(granted, attr);
+        if existing.0 == 0 {
+            let d = vmsa::Descriptor::page(paddr, attrs);
+            self.machine.write_word(entry, d.0);
+            *wrote = true;
+        } else {
+            self.map_frame(asid, va, paddr, vmsa::PAGE_SIZE, attrs)?;
+        }
+        if let Cap::Frame { mapping, .. } = &mut self.slot_mut(slot).cap {
+            *mapping = Some(Mapping { asid, vaddr: va });
+        }
+        Ok(())
+    }
+
+    /// [`Kernel::map_frames_checked`] of a batch whose first frame is a
+    /// 4 KiB frame (a populate's): the same checks in the same order, in a
+    /// pass of their own, then a pass that only maps (the checks passed and
+    /// nothing changed in between, so it meets the same slots and tables).
+    /// Each pass finds a run of slots through the cursor, then takes the
+    /// rest of the run straight from its CNode's slots. `None`, having
+    /// changed nothing, when the first frame is a frame cap of another size
+    /// (the general loop's road).
+    #[inline(never)]
+    fn map_frames_4k(
+        &mut self,
+        cur: ObjId,
+        asid: u16,
+        root: u64,
+        [first, count, vaddr, rights, attr]: [Word; 5],
+        wrote: &mut bool,
+        hint: &mut FrameRun,
+    ) -> Option<Result<(), Failure>> {
+        let mask = CapRights::from_word(rights);
+        let fail = |error, i| {
+            Some(Err(Failure {
+                error,
+                batch_index: Some(i),
+            }))
+        };
+        let mut run = hint_run(hint, first);
+        let mut run0 = run;
+        // (2 MiB region, its level-3 table)
+        let mut leaf: (Word, u64) = (Word::MAX, 0);
+        let mut leaf0 = leaf;
+        let mut i = 0;
+        while i < count {
+            let (frame, slot) = match self.batch_frame_run(cur, first, i, &mut run) {
+                Ok(found) => found,
+                Err(failure) => return Some(Err(failure)),
+            };
+            if i == 0 {
+                if 1u64 << frame.size_bits != vmsa::PAGE_SIZE {
+                    return None;
+                }
+                run0 = FrameRun {
+                    cptr: first,
+                    cnode: slot.cnode,
+                    index: slot.index,
+                    left: run.left + 1,
+                    back: 0,
+                };
+                *hint = FrameRun {
+                    cptr: run.cptr.wrapping_sub(run.back as Word),
+                    cnode: slot.cnode,
+                    index: run.index - run.back,
+                    left: run.left + run.back,
+                    back: 0,
+                };
+            }
+            // This frame, then the rest of its run in the batch.
+            let more = (run.left as Word).min(count - i - 1);
+            let slots = self.table(slot.cnode).expect("live CNode");
+            let rest = &slots[run.index as usize..][..more as usize];
+            let pages = core::iter::once(Ok(frame)).chain(rest.iter().map(|s| frame_view(&s.cap)));
+            for (k, view) in pages.enumerate() {
+                let at = i + k as Word;
+                let va = vaddr.wrapping_add(at.wrapping_mul(vmsa::PAGE_SIZE));
+                let checked = view.and_then(|f| {
+                    let t = check_4k(&self.machine, root, asid, mask, va, &f, &mut leaf)?;
+                    if at == 0 {
+                        leaf0 = (va >> vmsa::level_shift(2), t);
+                    }
+                    Ok(())
+                });
+                if let Err(error) = checked {
+                    return fail(error, at);
+                }
+            }
+            run.left -= more as u32;
+            run.index += more as u32;
+            run.back += more as u32;
+            run.cptr = run.cptr.wrapping_add(more);
+            i += 1 + more;
+        }
+        // The map pass: every check above held, and still holds.
+        let mut run = run0;
+        let mut leaf = leaf0;
+        // The descriptor bits but the address, for the last rights seen.
+        let mut template: Option<(CapRights, u64)> = None;
+        let mut i = 0;
+        while i < count {
+            let (_, slot) = match self.batch_frame_run(cur, first, i, &mut run) {
+                Ok(found) => found,
+                Err(failure) => return Some(Err(failure)),
+            };
+            let n = 1 + (run.left as Word).min(count - i - 1);
+            let mut k = 0;
+            while k < n {
+                // Fresh entries written here; an entry to replace (the same
+                // frame again) goes through `map_frame`, outside the borrows.
+                let Kernel {
+                    machine,
+                    cnodes,
+                    tcbs,
+                    ..
+                } = self;
+                let slots: &mut [Slot] = if slot.cnode & TCB_TABLE != 0 {
+                    &mut tcbs
+                        .get_mut(slot.cnode & !TCB_TABLE)
+                        .expect("live TCB")
+                        .slots[..]
+                } else {
+                    &mut cnodes.get_mut(slot.cnode).expect("live CNode").slots[..]
+                };
+                let mut stop = None;
+                for (j, s) in slots[slot.index as usize..][k as usize..n as usize]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    let at = i + k + j as Word;
+                    let va = vaddr.wrapping_add(at.wrapping_mul(vmsa::PAGE_SIZE));
+                    let Cap::Frame {
+                        paddr,
+                        rights: cap_rights,
+                        mapping,
+                        ..
+                    } = &mut s.cap
+                    else {
+                        unreachable!("checked by the first pass");
+                    };
+                    let region = va >> vmsa::level_shift(2);
+                    if leaf.0 != region {
+                        match leaf_table_4k(machine, root, va) {
+                            Ok(t) => leaf = (region, t),
+                            Err(error) => return fail(error, at),
+                        }
+                    }
+                    let entry = leaf.1 + vmsa::index(va, 3) as u64 * 8;
+                    if machine.read_word(entry) != 0 {
+                        stop = Some((k + j as Word, *paddr, cap_rights.intersect(mask)));
+                        break;
+                    }
+                    let granted = cap_rights.intersect(mask);
+                    let bits = match template {
+                        Some((r, bits)) if r == granted => bits,
+                        _ => {
+                            let bits = vmsa::Descriptor::page(0, page_attrs(granted, attr)).0;
+                            template = Some((granted, bits));
+                            bits
+                        }
+                    };
+                    machine.write_word(entry, bits | *paddr & PAGE_ADDRESS_MASK);
+                    *wrote = true;
+                    *mapping = Some(Mapping { asid, vaddr: va });
+                }
+                let Some((kk, paddr, granted)) = stop else {
+                    break;
+                };
+                let at = i + kk;
+                let va = vaddr.wrapping_add(at.wrapping_mul(vmsa::PAGE_SIZE));
+                if let Err(error) =
+                    self.map_frame(asid, va, paddr, vmsa::PAGE_SIZE, page_attrs(granted, attr))
+                {
+                    return Some(Err(error.into()));
+                }
+                let s = SlotRef {
+                    cnode: slot.cnode,
+                    index: slot.index + kk as u32,
+                };
+                self.set_frame_mapping(s, Some(Mapping { asid, vaddr: va }));
+                k = kk + 1;
+            }
+            let more = n - 1;
+            run.left -= more as u32;
+            run.index += more as u32;
+            run.back += more as u32;
+            run.cptr = run.cptr.wrapping_add(more);
+            i += n;
+        }
+        Some(Ok(()))
+    }
+
     /// [`Kernel::map_frames`]; sets `wrote` when it wrote entries that
     /// still need the table-write barrier.
     fn map_frames_checked(
@@ -1429,6 +1703,21 @@ impl<M: Machine> Kernel<M> {
         hint: &mut FrameRun,
     ) -> Result<(), Failure> {
         let (asid, root) = self.batch_vspace(vspace, count)?;
+        // The measured cases take dedicated roads with the same checks and
+        // results: one frame (a demand fault), and a batch that starts
+        // with a 4 KiB frame (a populate). The loop below handles every
+        // case; with the fastpaths off (host tests that compare them with
+        // the general path) it takes these too, so those tests hold the
+        // roads to its results.
+        if self.fastpath && count == 1 {
+            return self.map_one_checked(cur, asid, root, first, vaddr, rights, attr, wrote, hint);
+        }
+        let args = [first, count, vaddr, rights, attr];
+        if self.fastpath
+            && let Some(r) = self.map_frames_4k(cur, asid, root, args, wrote, hint)
+        {
+            return r;
+        }
         // Two passes, so that nothing is allocated: check every frame, then
         // map them. The checks of one frame do not depend on the mappings
         // of the others (distinct addresses), so the second pass repeats
@@ -1467,8 +1756,19 @@ impl<M: Machine> Kernel<M> {
                         cnode: slot.cnode,
                         index: slot.index,
                         left: run.left + 1,
+                        back: 0,
                     };
-                    *hint = run0;
+                    // The hint covers the whole run found, the slots before
+                    // this one included (when the lookup ended at its
+                    // CNode's index bits, that is the whole CNode): the
+                    // next call's frame is often another slot of it.
+                    *hint = FrameRun {
+                        cptr: run.cptr.wrapping_sub(run.back as Word),
+                        cnode: slot.cnode,
+                        index: run.index - run.back,
+                        left: run.left + run.back,
+                        back: 0,
+                    };
                 }
                 let FrameView {
                     paddr,
@@ -1578,6 +1878,7 @@ impl<M: Machine> Kernel<M> {
                     cnode: slot.cnode,
                     index: slot.index,
                     left: run.left + 1,
+                    back: 0,
                 };
             }
         }
@@ -1631,6 +1932,123 @@ impl Prepared {
     }
 }
 
+/// [`Kernel::leaf_table_4k`], on the machine alone.
+#[inline(always)]
+fn leaf_table_4k<M: Machine>(machine: &M, root: u64, vaddr: Word) -> Result<u64, ErrorReply> {
+    let mut table = root;
+    for level in 0..3u8 {
+        let entry = table + vmsa::index(vaddr, level) as u64 * 8;
+        let d = vmsa::Descriptor(machine.read_word(entry));
+        if !d.is_valid() || (!d.is_leaf(level) && !d.is_table(level)) {
+            return Err(super::vspace::map_error(vmsa::MapError::MissingTable {
+                level: level + 1,
+            }));
+        }
+        if d.is_leaf(level) {
+            return Err(ErrorReply::DeleteFirst);
+        }
+        table = d.address();
+    }
+    Ok(table)
+}
+
+/// What a batch reads of the cap in one of its slots: a frame cap's
+/// fields, or `batch_frame_run`'s error for any other cap.
+#[inline(always)]
+fn frame_view(cap: &Cap) -> Result<FrameView, ErrorReply> {
+    match *cap {
+        Cap::Frame {
+            paddr,
+            size_bits,
+            rights,
+            mapping,
+            ..
+        } => Ok(FrameView {
+            paddr,
+            size_bits,
+            rights,
+            mapping,
+        }),
+        _ => Err(ErrorReply::InvalidCapability { index: 0 }),
+    }
+}
+
+/// The checks of `map_frames_checked` for a frame (`frame`) of a batch
+/// that started with a 4 KiB frame, mapped at `va`, in their order; `leaf`
+/// caches the last 2 MiB region's level-3 table. Returns that table.
+#[inline(always)]
+fn check_4k<M: Machine>(
+    machine: &M,
+    root: u64,
+    asid: u16,
+    mask: CapRights,
+    va: Word,
+    frame: &FrameView,
+    leaf: &mut (Word, u64),
+) -> Result<u64, ErrorReply> {
+    if 1u64 << frame.size_bits != vmsa::PAGE_SIZE {
+        return Err(ErrorReply::InvalidArgument { index: 0 });
+    }
+    if frame
+        .mapping
+        .is_some_and(|m| m.asid != asid || m.vaddr != va)
+    {
+        return Err(ErrorReply::InvalidCapability { index: 0 });
+    }
+    if va & (vmsa::PAGE_SIZE - 1) != 0 {
+        return Err(ErrorReply::AlignmentError);
+    }
+    match va.checked_add(vmsa::PAGE_SIZE) {
+        Some(end) if va >= USER_VADDR_MIN && end <= USER_VADDR_END => {}
+        _ => return Err(ErrorReply::InvalidArgument { index: 0 }),
+    }
+    let region = va >> vmsa::level_shift(2);
+    if leaf.0 != region {
+        *leaf = (region, leaf_table_4k(machine, root, va)?);
+    }
+    let entry = leaf.1 + vmsa::index(va, 3) as u64 * 8;
+    let existing = vmsa::Descriptor(machine.read_word(entry));
+    let fresh = !existing.is_valid() || !existing.is_leaf(3);
+    let same = frame.mapping.is_some() && existing.address() == frame.paddr;
+    if !(fresh || same) {
+        return Err(ErrorReply::DeleteFirst);
+    }
+    if !frame.rights.intersect(mask).can_read() {
+        return Err(ErrorReply::InvalidArgument { index: 3 });
+    }
+    Ok(leaf.1)
+}
+
+/// `derive_cap(mask_rights(cap, mask))` of a frame cap (a copy of it with
+/// the rights masked and no mapping; never null), without going through
+/// the general matches; `None` for any other cap.
+#[inline(always)]
+pub(crate) fn frame_copy(cap: &Cap, mask: CapRights) -> Option<Cap> {
+    match *cap {
+        Cap::Frame {
+            paddr,
+            size_bits,
+            device,
+            rights,
+            ..
+        } => {
+            let r = rights.intersect(mask);
+            Some(Cap::Frame {
+                paddr,
+                size_bits,
+                device,
+                rights: CapRights::new(false, false, r.can_read(), r.can_write()),
+                mapping: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The output-address bits of a level-3 descriptor: `Descriptor::page(p,
+/// a)` is `Descriptor::page(0, a)` with `p & PAGE_ADDRESS_MASK` set.
+pub(crate) const PAGE_ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
+
 /// A cursor over a run of consecutive slots that consecutive CPtrs name
 /// (see `Kernel::batch_frame_run`): CPtr `cptr + j` names slot `index + j`
 /// of CNode `cnode` for `j < left`.
@@ -1644,6 +2062,9 @@ pub struct FrameRun {
     pub index: u32,
     /// How many slots the run still has.
     pub left: u32,
+    /// How many slots before the next one the run also covers: CPtr
+    /// `cptr - k` names slot `index - k` of `cnode` for `0 < k <= back`.
+    pub back: u32,
 }
 
 impl FrameRun {
@@ -1653,6 +2074,7 @@ impl FrameRun {
         cnode: 0,
         index: 0,
         left: 0,
+        back: 0,
     };
 }
 
@@ -1674,6 +2096,7 @@ fn hint_run(hint: &FrameRun, first: Word) -> FrameRun {
             cnode: hint.cnode,
             index: hint.index + j as u32,
             left: hint.left - j as u32,
+            back: hint.back + j as u32,
         },
         _ => FrameRun::NONE,
     }

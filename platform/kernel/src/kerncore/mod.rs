@@ -73,8 +73,9 @@ pub struct Kernel<M: Machine> {
     /// [`object::FastInfo`] wrong (see [`Kernel::cap_changed`]): the cache
     /// is valid while it carries the current value.
     pub cap_generation: u64,
-    /// Whether Call and ReplyRecv try their fastpaths (off in tests that
-    /// compare the fastpaths with the general path).
+    /// Whether Call and ReplyRecv try their fastpaths, and VSpace_MapFrames
+    /// its dedicated roads for one frame and for 4 KiB batches (off in
+    /// tests that compare the fastpaths with the general path).
     pub fastpath: bool,
     /// The top of the stack of objects waiting to be destroyed (see
     /// [`Kernel::delete_slot`]).

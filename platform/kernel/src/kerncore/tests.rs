@@ -402,6 +402,56 @@ fn frames_map_once_and_page_tables_are_needed() {
 }
 
 #[test]
+fn a_frame_copy_is_the_general_derivation() {
+    let w = World::new();
+    let slot = super::object::SlotRef { cnode: 0, index: 0 };
+    let rights = [
+        CapRights::READ,
+        CapRights::READ_WRITE,
+        CapRights::new(true, true, true, true),
+        CapRights::new(false, false, false, false),
+    ];
+    for r in rights {
+        for mask in rights {
+            for mapping in [
+                None,
+                Some(super::cap::Mapping {
+                    asid: 3,
+                    vaddr: 0x6000_0000,
+                }),
+            ] {
+                for (size_bits, device) in [(12, false), (21, true)] {
+                    let cap = super::cap::Cap::Frame {
+                        paddr: 0x4020_0000,
+                        size_bits,
+                        device,
+                        rights: r,
+                        mapping,
+                    };
+                    let general = w.k.derive_cap(slot, cap.mask_rights(mask)).unwrap();
+                    assert_eq!(super::invoke::frame_copy(&cap, mask), Some(general));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        super::invoke::frame_copy(&super::cap::Cap::Null, CapRights::READ),
+        None
+    );
+}
+
+#[test]
+fn a_page_descriptor_is_its_attributes_with_the_address() {
+    let attrs = super::vspace::page_attrs(CapRights::READ_WRITE, abi::vm::DEFAULT_ATTRIBUTES);
+    for paddr in [0, 0x4000_1000, 0x0000_ffff_ffff_f000, 0x1234_5678_9000] {
+        assert_eq!(
+            vmsa::Descriptor::page(paddr, attrs).0,
+            vmsa::Descriptor::page(0, attrs).0 | paddr & super::invoke::PAGE_ADDRESS_MASK
+        );
+    }
+}
+
+#[test]
 fn the_batched_map_takes_a_shorter_road_to_the_general_paths_results() {
     // The same VSpace_MapFrames calls, good and bad, through the dedicated
     // path (`fast_invoke_map_frames`) and the general path: the same
