@@ -390,13 +390,13 @@ impl World {
         let first = self.first();
         let last = self.last();
         assert!(last.conserved(), "{last:?}");
-        assert_eq!(last.clients, 0, "client frames left: {last:?}");
-        assert_eq!(last.shared, 0, "shared frames left: {last:?}");
+        assert_eq!(last.mem.clients, 0, "client frames left: {last:?}");
+        assert_eq!(last.mem.shared, 0, "shared frames left: {last:?}");
         assert_eq!(last.extra_caps, 0, "extra caps left: {last:?}");
         assert_eq!(last.client_tables, 0, "client page tables left: {last:?}");
         assert_eq!(
-            last.free + last.zero_pool + (last.page_tables - first.page_tables),
-            first.free + first.zero_pool,
+            last.mem.free + last.mem.zero_pool + (last.mem.page_tables - first.mem.page_tables),
+            first.mem.free + first.mem.zero_pool,
             "frames lost: {first:?} -> {last:?}"
         );
     }

@@ -18,8 +18,8 @@ fn start_up_conserves_every_frame() {
     let c = w.first();
     assert!(c.conserved(), "{c:?}");
     // 60 MiB of RAM handed out, some of it the server's CNodes and page tables.
-    assert!(c.total >= 15000 && c.total <= 15360, "{c:?}");
-    assert!(c.reserved > 0 && c.page_tables >= 512, "{c:?}");
+    assert!(c.mem.total >= 15000 && c.mem.total <= 15360, "{c:?}");
+    assert!(c.mem.reserved > 0 && c.mem.page_tables >= 512, "{c:?}");
     w.assert_all_returned();
 }
 

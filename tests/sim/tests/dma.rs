@@ -177,7 +177,7 @@ fn bus_addresses_reach_the_frames_the_client_writes() {
     // The chunks are the client's DMA areas, charged to it.
     let last = w.last();
     assert!(last.conserved());
-    assert!(last.clients > 0);
+    assert!(last.mem.clients > 0);
 }
 
 #[test]

@@ -104,10 +104,10 @@ fn page_tables_grow_on_demand() {
         .unwrap()
         .census
         .iter()
-        .map(|c| c.page_tables)
+        .map(|c| c.mem.page_tables)
         .max()
         .unwrap();
-    assert!(grown > first.page_tables, "{grown} vs {first:?}");
+    assert!(grown > first.mem.page_tables, "{grown} vs {first:?}");
     w.assert_all_returned();
 }
 

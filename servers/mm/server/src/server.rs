@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 use abi::fault::{Fault, FaultLabel};
 use abi::{Badge, CPtr, MessageInfo, Word};
 use libmm::protocol::{
-    self, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, MAX_WORDS, MmError, Reply, Request,
+    self, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, MAX_WORDS, MemInfo, MmError,
+    Reply, Request,
 };
 use mm_core::frame::ZoneType;
 use mm_core::vm::ReverseMap;
@@ -54,23 +55,12 @@ pub struct ServerStats {
 }
 
 /// Frame conservation at one moment: every managed frame is in exactly one
-/// class, and the classes add up to the total.
+/// class of [`MemInfo`] (what `MemInfo` requests report), and the classes
+/// add up to the total; plus the per-client detail the self-check uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Census {
-    /// Every frame the allocator manages.
-    pub total: u64,
-    /// Free in the buddy lists and per-CPU lists.
-    pub free: u64,
-    /// Free, pre-zeroed in the zero pool ("cached").
-    pub zero_pool: u64,
-    /// Held by clients (anonymous pages, blocks, vmalloc, DMA).
-    pub clients: u64,
-    /// Held by shared objects.
-    pub shared: u64,
-    /// Page tables (the pool, installed or not).
-    pub page_tables: u64,
-    /// The server's own kernel objects (reserved).
-    pub reserved: u64,
+    /// Every frame by class.
+    pub mem: MemInfo,
     /// Per live client (badge): frames charged.
     pub charged: BTreeMap<u64, u64>,
     /// Extra frame caps in use.
@@ -82,8 +72,7 @@ pub struct Census {
 impl Census {
     /// Whether the classes add up to the total.
     pub fn conserved(&self) -> bool {
-        self.free + self.zero_pool + self.clients + self.shared + self.page_tables + self.reserved
-            == self.total
+        self.mem.conserved()
     }
 }
 
@@ -471,13 +460,15 @@ impl Server {
             total += s.present;
         }
         Census {
-            total,
-            free: get(Owner::Free) - zero_pool.min(get(Owner::Free)),
-            zero_pool,
-            clients,
-            shared,
-            page_tables: get(Owner::PageTables),
-            reserved: get(Owner::Objects),
+            mem: MemInfo {
+                total,
+                free: get(Owner::Free) - zero_pool.min(get(Owner::Free)),
+                zero_pool,
+                clients,
+                shared,
+                page_tables: get(Owner::PageTables),
+                reserved: get(Owner::Objects),
+            },
             charged: self
                 .clients
                 .iter()
@@ -518,9 +509,10 @@ impl Server {
             allocated += s.allocated;
             reserved += s.reserved;
         }
-        if free != census.free + census.zero_pool
-            || reserved != census.reserved
-            || allocated != census.clients + census.shared + census.page_tables
+        let m = &census.mem;
+        if free != m.free + m.zero_pool
+            || reserved != m.reserved
+            || allocated != m.clients + m.shared + m.page_tables
         {
             return Err(format!(
                 "owners disagree with the allocator: free {free}, allocated {allocated}, reserved {reserved}; {census:?}"

@@ -1,6 +1,6 @@
 //! Statistics: free pages per zone and order, a client's accounting.
 
-use libmm::protocol::{ClientInfo, List, MemInfo, Reply, ZoneInfo};
+use libmm::protocol::{ClientInfo, List, Reply, ZoneInfo};
 use mm_core::frame::ZoneType;
 
 use crate::client::AreaKind;
@@ -45,15 +45,6 @@ impl Server {
     /// `/proc/meminfo`: every frame by class, from the census (one pass
     /// over the frame index: a statistics call, not a fast path).
     pub(crate) fn mem_info(&self) -> Reply {
-        let c = self.census();
-        Reply::Mem(MemInfo {
-            total: c.total,
-            free: c.free,
-            zero_pool: c.zero_pool,
-            clients: c.clients,
-            shared: c.shared,
-            page_tables: c.page_tables,
-            reserved: c.reserved,
-        })
+        Reply::Mem(self.census().mem)
     }
 }
