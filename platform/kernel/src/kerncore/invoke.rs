@@ -659,6 +659,9 @@ impl<M: Machine> Kernel<M> {
             return Err(Self::whole(ErrorReply::RangeError { min: 1, max: room }));
         }
         let mask = CapRights::from_word(rights);
+        if self.copy_frame_run(first, extra, [src_index, src_depth, count], mask) {
+            return Ok(Reply::EMPTY);
+        }
         // The sources are found through a cursor over runs of consecutive
         // slots (as `batch_frame_run` does for CPtrs), the second pass
         // starting from the first one's first lookup.
@@ -717,6 +720,62 @@ impl<M: Machine> Kernel<M> {
             }
         }
         Ok(Reply::EMPTY)
+    }
+
+    /// `CNode_CopyRun`'s common case in one check pass over two slices:
+    /// every source a frame cap in one CNode run, every destination empty.
+    /// Returns whether it copied the run; `false` (nothing changed) when any
+    /// of that does not hold, and the general loop then finds the exact
+    /// error (or copies what is not a frame cap).
+    ///
+    /// The copies are what the general loop makes: [`frame_copy`] of each
+    /// source, linked right after it by [`Kernel::cte_insert`].
+    fn copy_frame_run(
+        &mut self,
+        first: SlotRef,
+        extra: &Extra,
+        [src_index, src_depth, count]: [Word; 3],
+        mask: CapRights,
+    ) -> bool {
+        let Ok(src0) = self.source_slot(first, extra, src_index, src_depth) else {
+            return false;
+        };
+        let n = count as usize;
+        if src0.cnode & TCB_TABLE != 0 || first.cnode & TCB_TABLE != 0 {
+            return false;
+        }
+        let (Some(srcs), Some(dests)) = (self.table(src0.cnode), self.table(first.cnode)) else {
+            return false;
+        };
+        let (Some(srcs), Some(dests)) = (
+            srcs.get(src0.index as usize..src0.index as usize + n),
+            dests.get(first.index as usize..first.index as usize + n),
+        ) else {
+            return false;
+        };
+        let all_frames = srcs.iter().all(|s| matches!(s.cap, Cap::Frame { .. }));
+        if !all_frames || !dests.iter().all(|d| d.cap.is_null()) {
+            return false;
+        }
+        // The sources are non-null and the destinations empty, so no
+        // destination is a source: each copy leaves the later sources as
+        // they were checked.
+        for i in 0..n as u32 {
+            let src = SlotRef {
+                cnode: src0.cnode,
+                index: src0.index + i,
+            };
+            let dest = SlotRef {
+                cnode: first.cnode,
+                index: first.index + i,
+            };
+            let Some(copy) = frame_copy(&self.slot(src).cap, mask) else {
+                // Unreachable: every source was checked to be a frame cap.
+                return false;
+            };
+            self.cte_insert(copy, src, dest);
+        }
+        true
     }
 
     /// The source slot of a Copy/Mint/Move/Mutate, after the destination's

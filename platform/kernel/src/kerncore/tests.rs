@@ -1241,6 +1241,47 @@ fn slot_cap(w: &World, index: u64) -> Option<super::cap::Cap> {
 }
 
 #[test]
+fn a_copy_run_of_frames_is_the_single_copies() {
+    // The same copies made by `CNode_CopyRun` (its frame-run path) and by
+    // one `CNode_Copy` each leave the same slots and derivation list, also
+    // when the sources already have copies (linked after the new ones).
+    let mut runs = World::new();
+    let mut singles = World::new();
+    let src = 200;
+    for w in [&mut runs, &mut singles] {
+        assert_eq!(retype(w, ObjectType::SmallPage, 0, src, 16), None);
+    }
+    for (dest, first, count, rights) in [
+        (300, 0, 16, CapRights::READ),
+        (400, 4, 8, CapRights::READ_WRITE),
+        (500, 15, 1, CapRights::ALL),
+    ] {
+        assert_eq!(
+            copy_run(&mut runs, dest, src + first, count, rights),
+            Ok(())
+        );
+        let s = singles.server;
+        for i in 0..count {
+            let copy = Invocation::CNodeCopy {
+                dest_index: dest + i,
+                dest_depth: 64,
+                src_index: src + first + i,
+                src_depth: 64,
+                rights: rights.word(),
+            };
+            assert_eq!(singles.error(s, SLOT_CNODE, copy, &[SLOT_CNODE]), None);
+        }
+        let (a, b) = (root_cnode(&runs), root_cnode(&singles));
+        let slots = |w: &World, c| w.k.table(c).expect("the root CNode").to_vec();
+        assert_eq!(
+            slots(&runs, a),
+            slots(&singles, b),
+            "after the run at {dest}"
+        );
+    }
+}
+
+#[test]
 fn copy_run_copies_every_cap_or_none() {
     let mut w = World::new();
     let src = 200;
