@@ -22,12 +22,16 @@ use crate::server::Server;
 pub const MAX_COPY: u64 = 64 << 20;
 
 impl Server {
-    /// The client a copy targets: the caller itself, or another one if the
-    /// caller is granted user access.
-    fn copy_target(&self, ci: u32, client: ClientId) -> Result<u32, MmError> {
+    /// The client a copy of `len` bytes targets: the caller itself, or
+    /// another one if the caller is granted user access; InvalidArgument
+    /// for more than [`MAX_COPY`] bytes.
+    fn copy_target(&self, ci: u32, client: ClientId, len: u64) -> Result<u32, MmError> {
         let t = self.target(client)?;
         if t != ci && !self.clients[ci as usize].grants.user_access {
             return Err(MmError::PermissionDenied);
+        }
+        if len > MAX_COPY {
+            return Err(MmError::InvalidArgument);
         }
         Ok(t)
     }
@@ -48,6 +52,23 @@ impl Server {
             None => (super::anon::fillable(r) || matches!(r.kind, RegionKind::Shared { .. }))
                 .then_some(false),
         }
+    }
+
+    /// Checks [`Self::reachable`] for every page from `start` (page
+    /// aligned) up to `end`: the number of pages the access would fault
+    /// in, or Fault if any page cannot be reached.
+    fn reachable_range(&self, c: u32, start: u64, end: u64, write: bool) -> Result<u64, MmError> {
+        let mut need = 0;
+        let mut v = start;
+        while v < end {
+            match self.reachable(c, v, write) {
+                Some(true) => {}
+                Some(false) => need += 1,
+                None => return Err(MmError::Fault),
+            }
+            v += PAGE_SIZE;
+        }
+        Ok(need)
     }
 
     /// The RAM frame behind `va` of client `c`, faulted in for the access.
@@ -105,10 +126,7 @@ impl Server {
         src: u64,
         len: u64,
     ) -> Result<Reply, Fail> {
-        let t = self.copy_target(ci, client)?;
-        if len > MAX_COPY {
-            return Err(MmError::InvalidArgument.into());
-        }
+        let t = self.copy_target(ci, client, len)?;
         let done = self.copy_between(ci, src, t, dst, len);
         Ok(Reply::NotCopied { bytes: len - done })
     }
@@ -124,10 +142,7 @@ impl Server {
         src: u64,
         len: u64,
     ) -> Result<Reply, Fail> {
-        let t = self.copy_target(ci, client)?;
-        if len > MAX_COPY {
-            return Err(MmError::InvalidArgument.into());
-        }
+        let t = self.copy_target(ci, client, len)?;
         let done = self.copy_between(t, src, ci, dst, len);
         Ok(Reply::NotCopied { bytes: len - done })
     }
@@ -140,10 +155,7 @@ impl Server {
         addr: u64,
         len: u64,
     ) -> Result<Reply, Fail> {
-        let t = self.copy_target(ci, client)?;
-        if len > MAX_COPY {
-            return Err(MmError::InvalidArgument.into());
-        }
+        let t = self.copy_target(ci, client, len)?;
         let mut done = 0;
         while done < len {
             let Some(a) = addr.checked_add(done) else {
@@ -172,8 +184,8 @@ impl Server {
         src: u64,
         len: u64,
     ) -> Result<Reply, Fail> {
-        let t = self.copy_target(ci, client)?;
-        if len == 0 || len > MAX_COPY {
+        let t = self.copy_target(ci, client, len)?;
+        if len == 0 {
             return Err(MmError::InvalidArgument.into());
         }
         let size = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
@@ -181,16 +193,7 @@ impl Server {
         // copy that stopped half-way would leave pages of the source
         // faulted in (and charged) behind a refusal.
         let end = src.checked_add(len).ok_or(MmError::Overflow)?;
-        let mut need = 0;
-        let mut v = src & !(PAGE_SIZE - 1);
-        while v < end {
-            match self.reachable(t, v, false) {
-                Some(true) => {}
-                Some(false) => need += 1,
-                None => return Err(MmError::Fault.into()),
-            }
-            v += PAGE_SIZE;
-        }
+        let need = self.reachable_range(t, src & !(PAGE_SIZE - 1), end, false)?;
         let own = if t == ci { size / PAGE_SIZE } else { 0 };
         if need + own > self.clients[t as usize].headroom() {
             return Err(if t == ci {
@@ -236,15 +239,7 @@ impl Server {
         let (start, end) = page_range(addr, n * PAGE_SIZE)?;
         self.covered(ci, start, end)?;
         // Every page must be reachable before anything is faulted in.
-        let mut need = 0;
-        for i in 0..n {
-            let v = start + i * PAGE_SIZE;
-            match self.reachable(ci, v, write) {
-                Some(true) => {}
-                Some(false) => need += 1,
-                None => return Err(MmError::Fault.into()),
-            }
-        }
+        let need = self.reachable_range(ci, start, end, write)?;
         if need > self.clients[ci as usize].headroom() {
             return Err(MmError::QuotaExceeded.into());
         }
