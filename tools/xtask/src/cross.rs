@@ -15,7 +15,11 @@ use crate::Result;
 /// The bare-metal target of the kernel and of every process.
 pub const TARGET: &str = "aarch64-unknown-none-softfloat";
 
-/// Builds `packages` in release mode for [`TARGET`]; returns the directory
+/// The Cargo profile of the images: release with whole-program
+/// optimization (see the workspace's Cargo.toml).
+pub const PROFILE: &str = "image";
+
+/// Builds `packages` with [`PROFILE`] for [`TARGET`]; returns the directory
 /// that holds their binaries.
 pub fn build(root: &Path, packages: &[&str]) -> Result<PathBuf> {
     let target_dir = root.join("target").join("cross");
@@ -24,7 +28,7 @@ pub fn build(root: &Path, packages: &[&str]) -> Result<PathBuf> {
     command
         .current_dir(root)
         .env("RUSTC_BOOTSTRAP", "1")
-        .args(["build", "--release", "--target", TARGET])
+        .args(["build", "--profile", PROFILE, "--target", TARGET])
         .arg("-Zbuild-std=core,alloc,compiler_builtins")
         .arg("-Zbuild-std-features=compiler-builtins-mem")
         .arg("--target-dir")
@@ -40,5 +44,5 @@ pub fn build(root: &Path, packages: &[&str]) -> Result<PathBuf> {
             "the {TARGET} build of {packages:?} failed ({status})"
         ));
     }
-    Ok(target_dir.join(TARGET).join("release"))
+    Ok(target_dir.join(TARGET).join(PROFILE))
 }

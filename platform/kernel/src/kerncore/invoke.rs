@@ -879,7 +879,7 @@ impl<M: Machine> Kernel<M> {
                 let t = self.tcbs.get(target).ok_or(ErrorReply::IllegalOperation)?;
                 let c = &t.context;
                 let mut r = Reply::EMPTY;
-                r.words[CONTEXT_PC] = if t.state == ThreadState::Restart {
+                r.words[CONTEXT_PC] = if matches!(t.state, ThreadState::Restart) {
                     c.restart_pc
                 } else {
                     c.pc

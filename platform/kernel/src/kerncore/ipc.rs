@@ -655,7 +655,7 @@ impl<M: Machine> Kernel<M> {
     pub fn suspend(&mut self, thread: ObjId) {
         self.cancel_ipc(thread);
         if let Some(t) = self.tcbs.get_mut(thread)
-            && t.state == ThreadState::Running
+            && matches!(t.state, ThreadState::Running)
         {
             t.context.restart_pc = t.context.pc;
         }

@@ -278,7 +278,7 @@ impl<M: Machine> Kernel<M> {
     pub fn activate(&mut self) {
         if let Some(cur) = self.sched.current
             && let Some(t) = self.tcbs.get_mut(cur)
-            && t.state == ThreadState::Restart
+            && matches!(t.state, ThreadState::Restart)
         {
             t.context.pc = t.context.restart_pc;
             t.state = ThreadState::Running;

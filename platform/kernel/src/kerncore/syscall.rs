@@ -311,7 +311,7 @@ impl<M: Machine> Kernel<M> {
         let still_running = self
             .tcbs
             .get(cur)
-            .is_some_and(|t| t.state == ThreadState::Running);
+            .is_some_and(|t| matches!(t.state, ThreadState::Running));
         if !(is_call && still_running) {
             return;
         }
@@ -781,7 +781,7 @@ impl<M: Machine> Kernel<M> {
             Some(Fault::VmFault(_) | Fault::CapFault(_)) => true,
             Some(_) => return None,
         };
-        if c.state != ThreadState::BlockedOnReply
+        if !matches!(c.state, ThreadState::BlockedOnReply)
             || c.fast_generation != *cap_generation
             || !sched.may_run_first(c.priority)
         {

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::fault::{Fault, FaultLabel};
+use abi::fault::{Fault, FaultLabel, VmFault};
 use abi::{Badge, CPtr, MessageInfo, Word};
 use libmm::protocol::{
     self, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, MAX_WORDS, MemInfo, MmError,
@@ -192,10 +192,16 @@ impl Server {
         let mut words = [0; MAX_WORDS];
         let (mut info, mut badge) = rt::recv_with_mrs(self.ep, &mut mrs);
         loop {
-            let n = gather(info, &mrs, &mut words);
             // The hook sees the outcome where it was built, and the reply
             // goes from there (no copy of its words).
-            let outcome = self.dispatch(badge.0, info, &words[..n]);
+            let outcome = match vm_fault_in_registers(info, &mrs) {
+                // The common message: a page fault, whole in MR0–MR3.
+                Some(v) => self.dispatch_vm_fault(badge.0, v),
+                None => {
+                    let n = gather(info, &mrs, &mut words);
+                    self.dispatch(badge.0, info, &words[..n])
+                }
+            };
             hook(
                 &self,
                 &Event {
@@ -276,6 +282,27 @@ impl Server {
             self.stats.malformed += 1;
             Outcome::label(LABEL_MALFORMED)
         };
+        self.after_message(badge);
+        outcome
+    }
+
+    /// [`Server::dispatch`] of a VM fault message (label `VmFault`, its
+    /// four words), without decoding it from words: the same outcome.
+    pub fn dispatch_vm_fault(&mut self, badge: u64, v: VmFault) -> Outcome {
+        let outcome = match self.by_badge.get(&badge) {
+            Some(&ci) => self.vm_fault(ci, v),
+            None => {
+                self.stats.malformed += 1;
+                Outcome::label(LABEL_MALFORMED)
+            }
+        };
+        self.after_message(badge);
+        outcome
+    }
+
+    /// What follows every message: clients found gone are reclaimed, and
+    /// in self-checking mode the server's invariants are checked.
+    fn after_message(&mut self, badge: u64) {
         while let Some(ci) = self.gone.pop() {
             self.reclaim(ci, "its address space is gone");
         }
@@ -285,7 +312,6 @@ impl Server {
             rt::println!("mm: SELF-CHECK FAILED after a message from {badge:#x}: {e}");
             panic!("mm self-check failed: {e}");
         }
-        outcome
     }
 
     /// The reply for a request's result.
@@ -679,6 +705,17 @@ fn gather(info: MessageInfo, mrs: &[Word; 4], words: &mut [Word; MAX_WORDS]) -> 
         words[..4].copy_from_slice(mrs);
     }
     n
+}
+
+/// The VM fault a message carries whole in its registers (the kernel's
+/// fault message: label `VmFault`, four words), if it is one.
+fn vm_fault_in_registers(info: MessageInfo, mrs: &[Word; 4]) -> Option<VmFault> {
+    (info.label() == FaultLabel::VmFault as Word && info.length() == 4).then(|| VmFault {
+        ip: mrs[0],
+        addr: mrs[1],
+        instruction: mrs[2] != 0,
+        fsr: mrs[3],
+    })
 }
 
 /// Puts a reply's words in MR0–MR3 and the IPC buffer; returns its tag.

@@ -17,19 +17,35 @@ use crate::server::{Outcome, Server};
 impl Server {
     /// A fault of client `ci`'s thread (the server is its fault handler).
     pub(crate) fn fault(&mut self, ci: u32, f: Fault) -> Outcome {
-        if !self.clients[ci as usize].alive {
-            // A thread of a client already reclaimed: leave it stopped.
-            let _ = rt::invoke::tcb_suspend(self.clients[ci as usize].tcb);
-            return Outcome::NoReply;
-        }
-        let v = match f {
-            Fault::VmFault(v) => v,
-            Fault::CapFault(c) => {
-                return self.fatal(ci, "capability fault", c.cptr);
-            }
-            Fault::UnknownSyscall(u) => return self.fatal(ci, "unknown syscall", u.syscall),
-            Fault::UserException(u) => return self.fatal(ci, "user exception", u.pc),
+        let why = match f {
+            Fault::VmFault(v) => return self.vm_fault(ci, v),
+            Fault::CapFault(c) => ("capability fault", c.cptr),
+            Fault::UnknownSyscall(u) => ("unknown syscall", u.syscall),
+            Fault::UserException(u) => ("user exception", u.pc),
         };
+        if let Some(o) = self.thread_of_dead_client(ci) {
+            return o;
+        }
+        self.fatal(ci, why.0, why.1)
+    }
+
+    /// For a fault of a thread of a client already reclaimed: leaves it
+    /// stopped, no reply.
+    fn thread_of_dead_client(&mut self, ci: u32) -> Option<Outcome> {
+        let c = &self.clients[ci as usize];
+        if c.alive {
+            return None;
+        }
+        let _ = rt::invoke::tcb_suspend(c.tcb);
+        Some(Outcome::NoReply)
+    }
+
+    /// A page fault of client `ci`'s thread: the page made present and
+    /// mapped (the thread restarts), or the client ended for it.
+    pub(crate) fn vm_fault(&mut self, ci: u32, v: VmFault) -> Outcome {
+        if let Some(o) = self.thread_of_dead_client(ci) {
+            return o;
+        }
         let page = v.addr & !(PAGE_SIZE - 1);
         // A fault again at a page the server just mapped for it, with the
         // access the mapping allows, is not progress: stop the loop.
