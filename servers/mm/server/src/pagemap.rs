@@ -8,6 +8,8 @@
 //! second time, a device frame), whether it is currently in the page tables
 //! and with which rights, and which cap maps it.
 
+use core::cell::Cell;
+
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -133,8 +135,20 @@ struct SmallLeaf {
     count: u16,
 }
 
+impl SmallLeaf {
+    fn new() -> Box<SmallLeaf> {
+        Box::new(SmallLeaf {
+            ptes: [Pte::default(); LEAF_PAGES],
+            count: 0,
+        })
+    }
+}
+
+/// What the tree holds per 2 MiB.
 enum Leaf {
-    Small(Box<SmallLeaf>),
+    /// 4 KiB pages: the index of their leaf in [`PageMap::small`].
+    Small(u32),
+    /// A 2 MiB block.
     Huge(Pte),
 }
 
@@ -151,6 +165,14 @@ pub(crate) enum Entry {
 #[derive(Default)]
 pub(crate) struct PageMap {
     leaves: BTreeMap<u64, Leaf>,
+    /// The leaves of 4 KiB pages, by the index the tree holds; `None`: a
+    /// free index (listed in `free`).
+    small: Vec<Option<Box<SmallLeaf>>>,
+    free: Vec<u32>,
+    /// The small leaf looked up last, as (key, index): faults and runs of
+    /// them fall in one 2 MiB, so most lookups skip the tree. Cleared when
+    /// that leaf goes.
+    hot: Cell<Option<(u64, u32)>>,
     pages: u64,
 }
 
@@ -160,20 +182,81 @@ impl PageMap {
         self.pages
     }
 
+    /// The index of the small leaf with `key`, if the 2 MiB holds one.
+    fn small_index(&self, key: u64) -> Option<u32> {
+        if let Some((k, i)) = self.hot.get()
+            && k == key
+        {
+            return Some(i);
+        }
+        match self.leaves.get(&key)? {
+            Leaf::Small(i) => {
+                self.hot.set(Some((key, *i)));
+                Some(*i)
+            }
+            Leaf::Huge(_) => None,
+        }
+    }
+
+    /// The small leaf with index `i`.
+    fn leaf(&self, i: u32) -> Option<&SmallLeaf> {
+        self.small.get(i as usize)?.as_deref()
+    }
+
+    /// The small leaf with key `key`, made if the 2 MiB has no entry;
+    /// `None` if it holds a block.
+    fn leaf_for_set(&mut self, key: u64) -> Option<&mut SmallLeaf> {
+        let i = match self.small_index(key) {
+            Some(i) => i,
+            None => {
+                if self.leaves.contains_key(&key) {
+                    return None;
+                }
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.small[i as usize] = Some(SmallLeaf::new());
+                        i
+                    }
+                    None => {
+                        self.small.push(Some(SmallLeaf::new()));
+                        (self.small.len() - 1) as u32
+                    }
+                };
+                self.leaves.insert(key, Leaf::Small(i));
+                self.hot.set(Some((key, i)));
+                i
+            }
+        };
+        self.small.get_mut(i as usize)?.as_deref_mut()
+    }
+
+    /// Lets the small leaf with index `i` go (its tree entry is gone).
+    fn release(&mut self, i: u32) {
+        if let Some(slot) = self.small.get_mut(i as usize) {
+            *slot = None;
+            self.free.push(i);
+        }
+        if self.hot.get().is_some_and(|(_, h)| h == i) {
+            self.hot.set(None);
+        }
+    }
+
     /// The entry for the page at `va`; inside a block, the block's entry
     /// with the page's frame.
     pub fn get(&self, va: u64) -> Option<Pte> {
-        match self.leaves.get(&(va / LEAF_SPAN))? {
-            Leaf::Small(l) => {
-                let p = l.ptes[((va % LEAF_SPAN) / PAGE_SIZE) as usize];
-                p.present().then_some(p)
-            }
+        let key = va / LEAF_SPAN;
+        let i = ((va % LEAF_SPAN) / PAGE_SIZE) as usize;
+        if let Some(l) = self.small_index(key) {
+            let p = self.leaf(l)?.ptes[i];
+            return p.present().then_some(p);
+        }
+        match self.leaves.get(&key)? {
             Leaf::Huge(p) => {
-                let i = (va % LEAF_SPAN) / PAGE_SIZE;
                 let mut q = *p;
-                q.bits = (q.bits & !PFN_MASK) | ((p.pfn() + i) & PFN_MASK);
+                q.bits = (q.bits & !PFN_MASK) | ((p.pfn() + i as u64) & PFN_MASK);
                 Some(q)
             }
+            Leaf::Small(_) => None,
         }
     }
 
@@ -193,15 +276,7 @@ impl PageMap {
     /// Sets the entry of the page at `va` (which must not be in a block);
     /// returns the entry it replaced.
     pub fn set(&mut self, va: u64, pte: Pte) -> Option<Pte> {
-        let leaf = self.leaves.entry(va / LEAF_SPAN).or_insert_with(|| {
-            Leaf::Small(Box::new(SmallLeaf {
-                ptes: [Pte::default(); LEAF_PAGES],
-                count: 0,
-            }))
-        });
-        let Leaf::Small(l) = leaf else {
-            return None;
-        };
+        let l = self.leaf_for_set(va / LEAF_SPAN)?;
         let slot = &mut l.ptes[((va % LEAF_SPAN) / PAGE_SIZE) as usize];
         let old = *slot;
         *slot = pte;
@@ -220,13 +295,8 @@ impl PageMap {
         while i < n {
             let at = va + i * PAGE_SIZE;
             let in_leaf = ((LEAF_SPAN - at % LEAF_SPAN) / PAGE_SIZE).min(n - i);
-            let leaf = self.leaves.entry(at / LEAF_SPAN).or_insert_with(|| {
-                Leaf::Small(Box::new(SmallLeaf {
-                    ptes: [Pte::default(); LEAF_PAGES],
-                    count: 0,
-                }))
-            });
-            if let Leaf::Small(l) = leaf {
+            let mut added = 0;
+            if let Some(l) = self.leaf_for_set(at / LEAF_SPAN) {
                 let first = ((at % LEAF_SPAN) / PAGE_SIZE) as usize;
                 for (j, slot) in l.ptes[first..first + in_leaf as usize]
                     .iter_mut()
@@ -234,11 +304,12 @@ impl PageMap {
                 {
                     if !slot.present() {
                         l.count += 1;
-                        self.pages += 1;
+                        added += 1;
                     }
                     *slot = pte(i + j as u64);
                 }
             }
+            self.pages += added;
             i += in_leaf;
         }
     }
@@ -246,30 +317,29 @@ impl PageMap {
     /// Removes the entry of the page at `va` (not in a block).
     pub fn remove(&mut self, va: u64) -> Option<Pte> {
         let key = va / LEAF_SPAN;
-        let Some(Leaf::Small(l)) = self.leaves.get_mut(&key) else {
-            return None;
-        };
+        let i = self.small_index(key)?;
+        let l = self.small.get_mut(i as usize)?.as_deref_mut()?;
         let slot = &mut l.ptes[((va % LEAF_SPAN) / PAGE_SIZE) as usize];
         if !slot.present() {
             return None;
         }
         let old = core::mem::take(slot);
         l.count -= 1;
+        let empty = l.count == 0;
         self.pages -= 1;
-        if l.count == 0 {
+        if empty {
             self.leaves.remove(&key);
+            self.release(i);
         }
         Some(old)
     }
 
     /// Records a block at the 2 MiB-aligned `va` (the leaf must be empty).
     pub fn set_block(&mut self, va: u64, pte: Pte) {
-        if self
-            .leaves
-            .insert(va / LEAF_SPAN, Leaf::Huge(pte))
-            .is_none()
-        {
-            self.pages += LEAF_PAGES as u64;
+        match self.leaves.insert(va / LEAF_SPAN, Leaf::Huge(pte)) {
+            None => self.pages += LEAF_PAGES as u64,
+            Some(Leaf::Small(i)) => self.release(i),
+            Some(Leaf::Huge(_)) => {}
         }
     }
 
@@ -305,7 +375,10 @@ impl PageMap {
             let base = key * LEAF_SPAN;
             match leaf {
                 Leaf::Huge(p) => out.push(Entry::Block(base, *p)),
-                Leaf::Small(l) => {
+                Leaf::Small(i) => {
+                    let Some(l) = self.leaf(*i) else {
+                        continue;
+                    };
                     let first = if lo > base {
                         ((lo - base) / PAGE_SIZE) as usize
                     } else {
@@ -361,6 +434,31 @@ mod tests {
         assert_eq!(m.pages(), 0);
         let q = p.with_mapping(false, false, false);
         assert!(q.present() && !q.mapped() && q.hold() == Hold::Own && q.pfn() == 0x40123);
+    }
+
+    #[test]
+    fn the_cached_leaf_goes_with_its_leaf() {
+        // Leaf A emptied (its index freed), leaf B made (the index reused):
+        // A's pages are gone, not B's seen through a stale cache.
+        let mut m = PageMap::default();
+        let p = Pte::new(0x40123, Hold::Own, true, true, false, 0);
+        let (a, b) = (0x1000_1000, 0x2000_3000);
+        m.set(a, p);
+        assert_eq!(m.get(a), Some(p));
+        assert_eq!(m.remove(a), Some(p));
+        m.set(b - 0x2000, p);
+        assert_eq!(m.get(a - 0x1000 + 0x2000), None);
+        assert_eq!(m.get(b - 0x2000), Some(p));
+        assert!(m.leaf_empty(a));
+        // A block where a cached leaf was, and back.
+        assert_eq!(m.remove(b - 0x2000), Some(p));
+        m.set_block(0x2000_0000, p);
+        assert_eq!(m.get(b).map(|q| q.pfn()), Some(0x40126));
+        assert_eq!(m.set(b, p), None, "no page entry inside a block");
+        assert!(m.remove_block(0x2000_0000).is_some());
+        assert_eq!(m.get(b), None);
+        assert_eq!(m.pages(), 0);
+        assert_eq!(m.all(), []);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! changes nothing, and a call that succeeds costs `O(k log n)` for `k`
 //! regions touched out of `n`.
 
+use core::cell::Cell;
+
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -93,6 +95,10 @@ pub struct RegionMap {
     regions: BTreeMap<u64, Region>,
     /// Total mapped pages (Linux's `total_vm`).
     mapped_pages: u64,
+    /// The region [`RegionMap::region_at`] found last (faults come in runs
+    /// within one region, so most of its lookups skip the tree); cleared by
+    /// every change of the map.
+    hot: Cell<Option<Region>>,
 }
 
 /// The regions one call replaces and what replaces them.
@@ -117,6 +123,7 @@ impl RegionMap {
             config,
             regions: BTreeMap::new(),
             mapped_pages: 0,
+            hot: Cell::new(None),
         })
     }
 
@@ -150,6 +157,19 @@ impl RegionMap {
     pub fn find(&self, va: VirtAddr) -> Option<&Region> {
         let (_, r) = self.regions.range(..=va.0).next_back()?;
         r.contains(va).then_some(r)
+    }
+
+    /// A copy of the region containing `va`, if any: [`RegionMap::find`]
+    /// with a one-region cache in front of the tree (a page fault's lookup).
+    pub fn region_at(&self, va: VirtAddr) -> Option<Region> {
+        if let Some(r) = self.hot.get()
+            && r.contains(va)
+        {
+            return Some(r);
+        }
+        let r = *self.find(va)?;
+        self.hot.set(Some(r));
+        Some(r)
     }
 
     /// The first region that ends above `va`: the one containing it, or else
@@ -211,6 +231,7 @@ impl RegionMap {
         if count > self.config.max_regions {
             return Err(VmError::TooManyRegions);
         }
+        self.hot.set(None);
         for key in change.old {
             if let Some(r) = self.regions.remove(&key) {
                 self.mapped_pages -= r.pages();
@@ -416,6 +437,7 @@ impl RegionMap {
     /// every region, in address order.
     pub fn unmap_all(&mut self) -> Vec<Region> {
         self.mapped_pages = 0;
+        self.hot.set(None);
         core::mem::take(&mut self.regions).into_values().collect()
     }
 
@@ -528,6 +550,13 @@ impl RegionMap {
             "more regions than the limit",
             self.regions.len() as u64,
         )?;
+        if let Some(h) = self.hot.get() {
+            ensure(
+                self.regions.get(&h.start.0) == Some(&h),
+                "cached region stale",
+                h.start.0,
+            )?;
+        }
         Ok(())
     }
 }

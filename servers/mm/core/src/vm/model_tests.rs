@@ -362,6 +362,9 @@ fn check_same(real: &RegionMap, model: &Model) -> Result<(), TestCaseError> {
     for i in 0..N {
         let va = VirtAddr(LO + i * P + (i * 0x123) % P);
         let want = model.pages[i as usize];
+        // The cached lookup agrees with the tree, before and after changes
+        // (this check runs after every step).
+        prop_assert_eq!(real.region_at(va), real.find(va).copied());
         match real.lookup(va) {
             None => prop_assert!(want.is_none(), "page {} should be mapped", i),
             Some(hit) => {

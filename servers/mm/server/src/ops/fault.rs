@@ -102,7 +102,10 @@ impl Server {
     ) -> Result<u64, Fail> {
         let page = va & !(PAGE_SIZE - 1);
         let c = &self.clients[ci as usize];
-        let r = *c.regions.find(VirtAddr(va)).ok_or(MmError::NotMapped)?;
+        let r = c
+            .regions
+            .region_at(VirtAddr(va))
+            .ok_or(MmError::NotMapped)?;
         if r.kind == RegionKind::Guard {
             return Err(MmError::Fault.into());
         }
