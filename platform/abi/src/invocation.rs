@@ -54,6 +54,7 @@ pub enum Label {
     VSpaceMapFrames = 0x100,
     VSpaceUnmapFrames = 0x101,
     CNodeCopyRun = 0x102,
+    VSpaceMapFrame = 0x103,
 }
 
 impl Label {
@@ -93,6 +94,7 @@ impl Label {
             0x100 => VSpaceMapFrames,
             0x101 => VSpaceUnmapFrames,
             0x102 => CNodeCopyRun,
+            0x103 => VSpaceMapFrame,
             _ => return None,
         })
     }
@@ -393,6 +395,21 @@ pub enum Invocation {
         /// Attributes.
         attr: Word,
     },
+    /// **Extension** `VSpace_MapFrame(frame, vaddr, rights, attr)`, invoked
+    /// on a VSpace: `VSpace_MapFrames` of the one frame at `frame`, its four
+    /// arguments in the message registers (no IPC buffer): a demand
+    /// fault's mapping. The same checks in the same order, the same result
+    /// and the same errors, reported the same way (MR0 the batch index 0).
+    VSpaceMapFrame {
+        /// CPtr of the frame cap.
+        frame: Word,
+        /// Virtual address.
+        vaddr: Word,
+        /// Rights word.
+        rights: Word,
+        /// Attributes.
+        attr: Word,
+    },
     /// **Extension** `CNode_CopyRun(dest_index, dest_depth, src_root (extra
     /// 0), src_index, src_depth, count, rights)`, invoked on a CNode: copy the
     /// caps at `count` consecutive source CPtrs `src_index + i` (each found
@@ -573,6 +590,12 @@ impl Invocation {
                 first_frame: m(0),
                 count: m(1),
             },
+            Label::VSpaceMapFrame => I::VSpaceMapFrame {
+                frame: m(0),
+                vaddr: m(1),
+                rights: m(2),
+                attr: m(3),
+            },
             Label::CNodeCopyRun => I::CNodeCopyRun {
                 dest_index: m(0),
                 dest_depth: m(1),
@@ -620,6 +643,7 @@ impl Invocation {
             I::VSpaceMapFrames { .. } => Label::VSpaceMapFrames,
             I::VSpaceUnmapFrames { .. } => Label::VSpaceUnmapFrames,
             I::CNodeCopyRun { .. } => Label::CNodeCopyRun,
+            I::VSpaceMapFrame { .. } => Label::VSpaceMapFrame,
         }
     }
 
@@ -653,7 +677,7 @@ impl Invocation {
             L::PageTableMap | L::PageTableUnmap => Target::PageTable,
             L::PageMap | L::PageUnmap | L::PageGetAddress => Target::Frame,
             L::AsidPoolAssign => Target::AsidPool,
-            L::VSpaceMapFrames | L::VSpaceUnmapFrames => Target::VSpace,
+            L::VSpaceMapFrames | L::VSpaceUnmapFrames | L::VSpaceMapFrame => Target::VSpace,
         }
     }
 
@@ -750,6 +774,12 @@ impl Invocation {
                 attr,
             } => [first_frame, count, vaddr, rights, attr, 0],
             I::VSpaceUnmapFrames { first_frame, count } => [first_frame, count, 0, 0, 0, 0],
+            I::VSpaceMapFrame {
+                frame,
+                vaddr,
+                rights,
+                attr,
+            } => [frame, vaddr, rights, attr, 0, 0],
             I::CNodeCopyRun {
                 dest_index,
                 dest_depth,
@@ -805,6 +835,7 @@ const fn label_arity(label: Label) -> (usize, usize) {
         L::VSpaceMapFrames => (5, 0),
         L::VSpaceUnmapFrames => (2, 0),
         L::CNodeCopyRun => (6, 1),
+        L::VSpaceMapFrame => (4, 0),
     }
 }
 

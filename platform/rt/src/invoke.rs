@@ -478,6 +478,42 @@ pub fn vspace_map_frames(
     batch_error(reply, &mrs)
 }
 
+/// **Extension** VSpace_MapFrame: maps the one frame `frame` at `vaddr`;
+/// its arguments travel in registers (a demand fault's mapping). Errors as
+/// [`vspace_map_frames`] reports them.
+pub fn vspace_map_frame(
+    vspace: CPtr,
+    frame: CPtr,
+    vaddr: Word,
+    rights: CapRights,
+    attr: Word,
+) -> Result<(), BatchError> {
+    let (info, words) = map_frame_message(frame.0, vaddr, rights.word(), attr);
+    let mut mrs = words;
+    let (_, x1) = backend::syscall(Syscall::Call, vspace.0, info.word(), &mut mrs);
+    let reply = MessageInfo::from_word(x1);
+    if reply.label() == 0 {
+        return Ok(());
+    }
+    batch_error(reply, &mrs)
+}
+
+/// The tag and words of a `VSpace_MapFrame` call, exactly as
+/// [`Invocation::encode`] makes them (checked by a test).
+#[inline(always)]
+fn map_frame_message(
+    frame: Word,
+    vaddr: Word,
+    rights: Word,
+    attr: Word,
+) -> (MessageInfo, [Word; 4]) {
+    let label = abi::invocation::Label::VSpaceMapFrame.word();
+    (
+        MessageInfo::new(label, 0, 0, 4),
+        [frame, vaddr, rights, attr],
+    )
+}
+
 /// The tag and words of a `VSpace_MapFrames` call, exactly as
 /// [`Invocation::encode`] makes them (checked by a test).
 #[inline(always)]
@@ -587,6 +623,21 @@ mod tests {
         let mut words = [0; 8];
         let (label, n, ncaps) = inv.encode(&mut words);
         let (info, w) = map_frames_message(11, 22, 0x4000_1000, 3, 5);
+        assert_eq!(info, MessageInfo::new(label.word(), 0, ncaps, n));
+        assert_eq!(&w[..], &words[..n]);
+    }
+
+    #[test]
+    fn map_frame_message_is_the_encoders() {
+        let inv = Invocation::VSpaceMapFrame {
+            frame: 11,
+            vaddr: 0x4000_1000,
+            rights: 3,
+            attr: 5,
+        };
+        let mut words = [0; 8];
+        let (label, n, ncaps) = inv.encode(&mut words);
+        let (info, w) = map_frame_message(11, 0x4000_1000, 3, 5);
         assert_eq!(info, MessageInfo::new(label.word(), 0, ncaps, n));
         assert_eq!(&w[..], &words[..n]);
     }

@@ -260,6 +260,12 @@ impl Kernel {
             I::VSpaceUnmapFrames { first_frame, count } => {
                 self.unmap_frames(me, cap, first_frame, count)
             }
+            I::VSpaceMapFrame {
+                frame,
+                vaddr,
+                rights,
+                attr,
+            } => self.map_frames(me, cap, frame, 1, vaddr, rights, attr),
             I::IrqIssueIrqHandler { irq, index, depth } => {
                 self.irq_issue(slot, extra[0].1, irq, index, depth)
             }

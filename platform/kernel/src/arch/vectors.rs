@@ -128,7 +128,13 @@ el0_sync:
     bl {fastpath_reply_recv}
     cbnz x0, return_to_user
     b 2f
-1:  bl {fastpath_call}
+1:  lsr x9, x1, #12
+    cmp x9, #{map_frame_label}
+    b.eq 3f
+    bl {fastpath_call}
+    cbnz x0, return_to_user
+    b 2f
+3:  bl {fastpath_map}
     cbnz x0, return_to_user
 2:  bl {handle_el0_sync}
     b return_to_user
@@ -171,6 +177,8 @@ return_to_user:
     fastpath_call = sym fastpath_call,
     fastpath_reply_recv = sym fastpath_reply_recv,
     ec_svc = const EC_SVC64,
+    fastpath_map = sym fastpath_map,
+    map_frame_label = const abi::invocation::Label::VSpaceMapFrame as u64,
     handle_el0_irq = sym handle_el0_irq,
 );
 
@@ -191,6 +199,26 @@ extern "C" fn fastpath_call() -> *mut Context {
 /// The first stop of an `svc` with the number of ReplyRecv in x7.
 extern "C" fn fastpath_reply_recv() -> *mut Context {
     fastpath(|k, cur| k.fastpath_reply_recv(cur))
+}
+
+/// The first stop of an `svc` Call whose label is `VSpace_MapFrame` (a
+/// demand fault's mapping, see [`Kernel::fast_invoke_map_frames`]): the
+/// caller's context to resume, or null for the general path with nothing
+/// changed. The label routes the call here before the IPC fastpath: an
+/// endpoint called with this label is an IPC, which the general path makes.
+extern "C" fn fastpath_map() -> *mut Context {
+    // SAFETY: as in `fastpath`.
+    let k = unsafe { boot::kernel_after_boot() };
+    let Some(cur) = k.sched.current else {
+        return core::ptr::null_mut();
+    };
+    if !k.fast_invoke_map_frames(cur) {
+        return core::ptr::null_mut();
+    }
+    match k.tcbs.get_mut(cur) {
+        Some(t) => &mut t.context as *mut Context,
+        None => boot::next_context(k),
+    }
 }
 
 /// A register-only Call or ReplyRecv through its fastpath: returns the

@@ -215,6 +215,12 @@ impl<M: Machine> Kernel<M> {
             I::VSpaceUnmapFrames { first_frame, count } => {
                 self.unmap_frames(cur, cap, first_frame, count)
             }
+            I::VSpaceMapFrame {
+                frame,
+                vaddr,
+                rights,
+                attr,
+            } => self.map_frames(cur, cap, frame, 1, vaddr, rights, attr),
         }
     }
 

@@ -50,7 +50,7 @@
 
 use abi::error::{ErrorReply, LookupFailure};
 use abi::fault::{CapFault, Fault, FaultLabel, UnknownSyscall, VmFault};
-use abi::invocation::{Invocation, Label as InvocationLabel};
+use abi::invocation::Label as InvocationLabel;
 use abi::syscall::FAST_MESSAGE_REGISTERS;
 use abi::{MessageInfo, Syscall, Word};
 
@@ -347,16 +347,17 @@ impl<M: Machine> Kernel<M> {
         );
     }
 
-    /// A Call of `VSpace_MapFrames` with its five arguments (the MM
-    /// server's mapping of a run of frames, on every page fault it
-    /// serves), done by `handle_invocation`'s steps without their generic
-    /// parts: the cap lookup, the IPC buffer, the decode, the invocation
-    /// and the reply, in the general path's order and with its results.
-    /// The caller keeps running (the invocation changes no thread), so
-    /// nothing is scheduled. Returns `false`, having changed nothing, for
-    /// anything else, and for every case the general path turns into a
-    /// fault or an error before the invocation runs (a failed lookup, no
-    /// IPC buffer, a message that does not decode, another cap type).
+    /// A Call of `VSpace_MapFrame` with its four arguments in registers or
+    /// of `VSpace_MapFrames` with its five (the MM server's mapping of a
+    /// page, on every page fault it serves, and of runs of frames), done by
+    /// `handle_invocation`'s steps without their generic parts: the cap
+    /// lookup, the IPC buffer (only for the fifth word, or an error reply),
+    /// the invocation and the reply, in the general path's order and with
+    /// its results. The caller keeps running (the invocation changes no
+    /// thread), so nothing is scheduled. Returns `false`, having changed
+    /// nothing, for anything else, and for every case the general path
+    /// turns into a fault or an error before the invocation runs (a failed
+    /// lookup, no IPC buffer for a fifth word, another cap type).
     pub fn fast_invoke_map_frames(&mut self, cur: ObjId) -> bool {
         if cfg!(test) && !self.fastpath {
             return false;
@@ -366,10 +367,11 @@ impl<M: Machine> Kernel<M> {
         };
         let x = &t.context.x;
         let info = MessageInfo::from_word(x[1]);
+        let one = info.label() == InvocationLabel::VSpaceMapFrame as Word && info.length() == 4;
         if x[7] != Syscall::Call.number() as Word
-            || info.label() != InvocationLabel::VSpaceMapFrames as Word
             || info.extra_caps() != 0
-            || info.length() != 5
+            || !(one
+                || info.label() == InvocationLabel::VSpaceMapFrames as Word && info.length() == 5)
         {
             return false;
         }
@@ -389,34 +391,27 @@ impl<M: Machine> Kernel<M> {
                 Err(_) => return false,
             },
         };
-        let cap = self.slot(slot).cap;
-        if !matches!(cap, Cap::VSpace { .. }) {
-            return false;
-        }
-        let Some(buffer) = self.lookup_ipc_buffer(cur, false) else {
-            return false;
+        let vspace = match self.slot(slot).cap {
+            Cap::VSpace { paddr, asid } => Cap::VSpace { paddr, asid },
+            _ => return false,
         };
-        let mrs = [
-            mr[0],
-            mr[1],
-            mr[2],
-            mr[3],
-            self.get_mr(cur, Some(buffer), 4),
-        ];
-        let Ok(Invocation::VSpaceMapFrames {
-            first_frame,
-            count,
-            vaddr,
-            rights,
-            attr,
-        }) = Invocation::decode(info.label(), &mrs, 0)
-        else {
-            return false;
+        // The arguments, as `Invocation::decode` reads them (with the
+        // length and caps checked above it cannot fail).
+        let (args, buffer) = if one {
+            ([mr[0], 1, mr[1], mr[2], mr[3]], None)
+        } else {
+            let Some(buffer) = self.lookup_ipc_buffer(cur, false) else {
+                return false;
+            };
+            let fifth = self.get_mr(cur, Some(buffer), 4);
+            ([mr[0], mr[1], mr[2], mr[3], fifth], Some(buffer))
         };
-        let args = [first_frame, count, vaddr, rights, attr];
-        match self.vspace_map_frames(cur, cap, args, &mut frames) {
+        match self.vspace_map_frames(cur, vspace, args, &mut frames) {
             Ok(()) => self.set_badge_and_info(cur, 0, MessageInfo::new(0, 0, 0, 0)),
-            Err(failure) => self.reply_failure(cur, Some(buffer), failure),
+            Err(failure) => {
+                let buffer = buffer.or_else(|| self.lookup_ipc_buffer(cur, false));
+                self.reply_failure(cur, buffer, failure)
+            }
         }
         // Remember the lookups (the invocation changes no cap but the
         // frames' mappings, so they still hold).

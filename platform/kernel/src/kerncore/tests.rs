@@ -574,6 +574,102 @@ fn the_batched_map_takes_a_shorter_road_to_the_general_paths_results() {
 }
 
 #[test]
+fn the_one_frame_map_is_the_batch_of_one() {
+    // The same one-frame mappings, good and bad, as VSpace_MapFrame (four
+    // words in registers) and as VSpace_MapFrames of count 1, each through
+    // the dedicated path and the general path: the same replies,
+    // translations and frame caps in all four worlds.
+    let mut worlds = [World::new(), World::new(), World::new(), World::new()];
+    worlds[1].k.fastpath = false;
+    worlds[3].k.fastpath = false;
+    for w in &mut worlds {
+        let s = w.server;
+        assert_eq!(w.retype(ObjectType::SmallPage, 0, 900, 8), None);
+        assert_eq!(w.retype(ObjectType::PageTable, 0, 920, 2), None);
+        for slot in [920, 921] {
+            let table = Invocation::PageTableMap {
+                vaddr: 0x6000_0000,
+                attr: 0,
+            };
+            assert_eq!(w.error(s, slot, table, &[SLOT_VSPACE]), None);
+        }
+    }
+    let rw = CapRights::READ_WRITE.word();
+    let calls: &[(u64, u64, u64)] = &[
+        // (frame, address, rights)
+        (900, 0x6000_0000, rw),
+        (900, 0x6000_0000, CapRights::READ.word()), // remapped, other rights
+        (900, 0x6000_8000, rw),                     // mapped elsewhere
+        (901, 0x6000_0000, rw),                     // occupied
+        (901, 0x6000_4001, rw),                     // misaligned
+        (901, 0x7000_0000, rw),                     // no tables there
+        (901, 0x6000_4000, 0),                      // no read right
+        (908, 0x6000_6000, rw),                     // an empty slot
+        (901, u64::MAX - 0xfff, rw),                // out of range
+        (901, 0x6000_4000, rw),
+        (902, 0x6000_5000, rw), // 902 moved away (see below)
+        (903, 0x6000_5000, rw),
+    ];
+    let mut replies: [alloc::vec::Vec<_>; 4] = Default::default();
+    for (n, (w, out)) in worlds.iter_mut().zip(&mut replies).enumerate() {
+        let s = w.server;
+        for (i, &(frame, vaddr, rights)) in calls.iter().enumerate() {
+            if i == calls.len() - 2 {
+                let mv = Invocation::CNodeMove {
+                    dest_index: 930,
+                    dest_depth: 64,
+                    src_index: 902,
+                    src_depth: 64,
+                };
+                assert_eq!(w.error(s, SLOT_CNODE, mv, &[SLOT_CNODE]), None);
+            }
+            let attr = abi::vm::DEFAULT_ATTRIBUTES;
+            let inv = if n < 2 {
+                Invocation::VSpaceMapFrame {
+                    frame,
+                    vaddr,
+                    rights,
+                    attr,
+                }
+            } else {
+                Invocation::VSpaceMapFrames {
+                    first_frame: frame,
+                    count: 1,
+                    vaddr,
+                    rights,
+                    attr,
+                }
+            };
+            out.push(w.invoke(s, SLOT_VSPACE, inv, &[]));
+        }
+    }
+    for r in &replies[1..] {
+        assert_eq!(&replies[0], r);
+    }
+    let errors = replies[0].iter().filter(|(label, _)| *label != 0).count();
+    assert_eq!(errors, 8, "{:?}", replies[0]);
+    assert_eq!(worlds[0].k.fastpath_hits, calls.len() as u64);
+    assert_eq!(worlds[2].k.fastpath_hits, calls.len() as u64);
+    let ([a], rest) = worlds.split_at_mut(1) else {
+        unreachable!()
+    };
+    let (asid, _) = a.k.thread_asid(a.server).unwrap();
+    assert!(a.k.translate(asid, 0x6000_5000).is_some());
+    for w in rest {
+        let (other, _) = w.k.thread_asid(w.server).unwrap();
+        for page in 0..16 {
+            let va = 0x6000_0000 + page * 0x1000;
+            assert_eq!(a.k.translate(asid, va), w.k.translate(other, va), "{va:#x}");
+        }
+        for slot in (900..908).chain([930]) {
+            let (x, _) = a.k.lookup_cap(a.server, slot).unwrap();
+            let (y, _) = w.k.lookup_cap(w.server, slot).unwrap();
+            assert_eq!(x, y, "slot {slot}");
+        }
+    }
+}
+
+#[test]
 fn a_higher_priority_thread_runs_first_and_time_slices_rotate() {
     let mut w = World::new();
     let (s, c) = (w.server, w.client);

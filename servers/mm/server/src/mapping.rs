@@ -175,7 +175,7 @@ impl Server {
         let cap = self.phys.acquire_primary_run(k, 1);
         let pte = Pte::new(pfn, Hold::Own, true, write, exec, 0);
         let vs = self.clients[ci as usize].vspace;
-        if let Err(e) = rt::invoke::vspace_map_frames(vs, cap, 1, va, rights(write), pte.attr()) {
+        if let Err(e) = rt::invoke::vspace_map_frame(vs, cap, va, rights(write), pte.attr()) {
             self.phys.release_cap(Fr::Ram(k), 0);
             self.phys.untake(pfn, 1);
             self.drop_pieces(&[piece], 0);
