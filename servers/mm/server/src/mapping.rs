@@ -141,16 +141,22 @@ impl Server {
         Ok(need)
     }
 
-    /// [`Server::fill`] of the one page at `va` (inside the anonymous region
-    /// `r`), known to have no entry: the fault path's common case, without
-    /// the general case's lists. One zeroed frame (from the zero pool when
-    /// it has one), its tables, one mapping. All or nothing. Returns the
-    /// frame.
-    pub(crate) fn fill_one(&mut self, ci: u32, va: u64, r: &Region) -> Result<u64, Fail> {
+    /// [`Server::fill`] of the one page at `va` (inside an anonymous region
+    /// whose frames come with `gfp` and whose protection is `prot`), known
+    /// to have no entry: the fault path's common case, without the general
+    /// case's lists. One zeroed frame (from the zero pool when it has one),
+    /// its tables, one mapping. All or nothing. Returns the frame.
+    pub(crate) fn fill_one(
+        &mut self,
+        ci: u32,
+        va: u64,
+        gfp: GfpFlags,
+        prot: Prot,
+    ) -> Result<u64, Fail> {
         if self.clients[ci as usize].headroom() == 0 {
             return Err(MmError::QuotaExceeded.into());
         }
-        let pfn = self.phys.alloc_zeroed_page(anon_gfp(r))?;
+        let pfn = self.phys.alloc_zeroed_page(gfp)?;
         let piece = Piece {
             va,
             pfn,
@@ -164,7 +170,7 @@ impl Server {
             return Err(self.fail(ci, e));
         }
         // `map_piece` of one frame: readied, its primary cap mapped.
-        let (write, exec) = page_mode(r.prot);
+        let (write, exec) = page_mode(prot);
         let k = match self.phys.take_one(pfn, Owner::Anon(ci)) {
             Ok(k) => k,
             Err(e) => {

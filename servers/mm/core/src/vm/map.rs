@@ -95,10 +95,10 @@ pub struct RegionMap {
     regions: BTreeMap<u64, Region>,
     /// Total mapped pages (Linux's `total_vm`).
     mapped_pages: u64,
-    /// The region [`RegionMap::region_at`] found last (faults come in runs
-    /// within one region, so most of its lookups skip the tree); cleared by
-    /// every change of the map.
-    hot: Cell<Option<Region>>,
+    /// The start of the region [`RegionMap::region_at`] found last (faults
+    /// come in runs within one region): a key to try before searching the
+    /// tree. It may be stale; what it finds is checked.
+    hot: Cell<Option<u64>>,
 }
 
 /// The regions one call replaces and what replaces them.
@@ -159,16 +159,17 @@ impl RegionMap {
         r.contains(va).then_some(r)
     }
 
-    /// A copy of the region containing `va`, if any: [`RegionMap::find`]
-    /// with a one-region cache in front of the tree (a page fault's lookup).
-    pub fn region_at(&self, va: VirtAddr) -> Option<Region> {
-        if let Some(r) = self.hot.get()
+    /// The region containing `va`, if any: [`RegionMap::find`] trying the
+    /// region it found last first (a page fault's lookup).
+    pub fn region_at(&self, va: VirtAddr) -> Option<&Region> {
+        if let Some(key) = self.hot.get()
+            && let Some(r) = self.regions.get(&key)
             && r.contains(va)
         {
             return Some(r);
         }
-        let r = *self.find(va)?;
-        self.hot.set(Some(r));
+        let r = self.find(va)?;
+        self.hot.set(Some(r.start.0));
         Some(r)
     }
 
@@ -231,7 +232,6 @@ impl RegionMap {
         if count > self.config.max_regions {
             return Err(VmError::TooManyRegions);
         }
-        self.hot.set(None);
         for key in change.old {
             if let Some(r) = self.regions.remove(&key) {
                 self.mapped_pages -= r.pages();
@@ -437,7 +437,6 @@ impl RegionMap {
     /// every region, in address order.
     pub fn unmap_all(&mut self) -> Vec<Region> {
         self.mapped_pages = 0;
-        self.hot.set(None);
         core::mem::take(&mut self.regions).into_values().collect()
     }
 
@@ -550,13 +549,6 @@ impl RegionMap {
             "more regions than the limit",
             self.regions.len() as u64,
         )?;
-        if let Some(h) = self.hot.get() {
-            ensure(
-                self.regions.get(&h.start.0) == Some(&h),
-                "cached region stale",
-                h.start.0,
-            )?;
-        }
         Ok(())
     }
 }

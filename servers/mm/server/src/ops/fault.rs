@@ -10,6 +10,7 @@ use mm_core::vm::{Prot, RegionKind};
 use super::anon::fillable;
 use crate::client::{AreaKind, rflags};
 use crate::error::Fail;
+use crate::mapping::anon_gfp;
 use crate::pagemap::{Entry, Hold};
 use crate::phys::Owner;
 use crate::server::{Outcome, Server};
@@ -120,22 +121,26 @@ impl Server {
                 return Ok(p.pfn());
             }
             // Present but not in the page tables: map it back.
-            self.reprotect(ci, page, page + PAGE_SIZE, r.prot)?;
+            let prot = r.prot;
+            self.reprotect(ci, page, page + PAGE_SIZE, prot)?;
             return Ok(p.pfn());
         }
-        if fillable(&r) {
+        if fillable(r) {
             let block = page & !(LARGE_PAGE_SIZE - 1);
             if r.flags.contains(rflags::HUGE)
                 && block >= r.start.0
                 && block + LARGE_PAGE_SIZE <= r.end().0
                 && c.pages.leaf_empty(block)
             {
+                let r = *r;
                 self.fill(ci, block, block + LARGE_PAGE_SIZE, &r)?;
             } else {
                 // The common case: one page, which has no entry (above).
-                return self.fill_one(ci, page, &r);
+                let (gfp, prot) = (anon_gfp(r), r.prot);
+                return self.fill_one(ci, page, gfp, prot);
             }
         } else if let RegionKind::Shared { .. } = r.kind {
+            let r = *r;
             self.shm_fill(ci, page, page + PAGE_SIZE, &r)?;
         } else {
             return Err(MmError::Fault.into());
