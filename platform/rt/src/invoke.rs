@@ -468,8 +468,14 @@ pub fn vspace_map_frames(
     // `batch`'s message, built without `Invocation::encode`'s general
     // match (a demand fault maps one frame: this is its hot path).
     let (info, words) = map_frames_message(first_frame.0, count, vaddr, rights.word(), attr);
-    let mut mrs = [words[0], words[1], words[2], words[3]];
     backend::with_ipc_buffer(|b| b.msg[4] = words[4]);
+    map_call(vspace, info, [words[0], words[1], words[2], words[3]])
+}
+
+/// Calls `vspace` with a map message (its first four words in `mrs`, the
+/// rest already in the IPC buffer); decodes a batch error reply.
+#[inline(always)]
+fn map_call(vspace: CPtr, info: MessageInfo, mut mrs: [Word; 4]) -> Result<(), BatchError> {
     let (_, x1) = backend::syscall(Syscall::Call, vspace.0, info.word(), &mut mrs);
     let reply = MessageInfo::from_word(x1);
     if reply.label() == 0 {
@@ -489,13 +495,7 @@ pub fn vspace_map_frame(
     attr: Word,
 ) -> Result<(), BatchError> {
     let (info, words) = map_frame_message(frame.0, vaddr, rights.word(), attr);
-    let mut mrs = words;
-    let (_, x1) = backend::syscall(Syscall::Call, vspace.0, info.word(), &mut mrs);
-    let reply = MessageInfo::from_word(x1);
-    if reply.label() == 0 {
-        return Ok(());
-    }
-    batch_error(reply, &mrs)
+    map_call(vspace, info, words)
 }
 
 /// The tag and words of a `VSpace_MapFrame` call, exactly as

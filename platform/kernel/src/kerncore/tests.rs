@@ -456,20 +456,7 @@ fn the_batched_map_takes_a_shorter_road_to_the_general_paths_results() {
     // The same VSpace_MapFrames calls, good and bad, through the dedicated
     // path (`fast_invoke_map_frames`) and the general path: the same
     // replies, translations and frame caps.
-    let mut worlds = [World::new(), World::new()];
-    worlds[1].k.fastpath = false;
-    for w in &mut worlds {
-        let s = w.server;
-        assert_eq!(w.retype(ObjectType::SmallPage, 0, 900, 8), None);
-        assert_eq!(w.retype(ObjectType::PageTable, 0, 920, 2), None);
-        for slot in [920, 921] {
-            let table = Invocation::PageTableMap {
-                vaddr: 0x6000_0000,
-                attr: 0,
-            };
-            assert_eq!(w.error(s, slot, table, &[SLOT_VSPACE]), None);
-        }
-    }
+    let mut worlds = [map_world(true), map_world(false)];
     let rw = CapRights::READ_WRITE.word();
     let calls: &[(u64, u64, u64, u64)] = &[
         // (first frame, count, address, rights)
@@ -554,22 +541,47 @@ fn the_batched_map_takes_a_shorter_road_to_the_general_paths_results() {
         "the later calls found their slots through the remembered lookups"
     );
     assert_eq!(worlds[1].k.fastpath_hits, 0);
-    let [a, b] = &mut worlds;
-    let (asid_a, _) = a.k.thread_asid(a.server).unwrap();
-    let (asid_b, _) = b.k.thread_asid(b.server).unwrap();
-    for page in 0..16 {
-        let va = 0x6000_0000 + page * 0x1000;
-        assert_eq!(
-            a.k.translate(asid_a, va),
-            b.k.translate(asid_b, va),
-            "{va:#x}"
-        );
+    assert_same_mappings(&mut worlds);
+}
+
+/// A world whose server has 8 frames at slots 900.. and the page tables
+/// for 2 MiB at 0x6000_0000, its fastpaths on or off.
+fn map_world(fastpath: bool) -> World {
+    let mut w = World::new();
+    w.k.fastpath = fastpath;
+    let s = w.server;
+    assert_eq!(w.retype(ObjectType::SmallPage, 0, 900, 8), None);
+    assert_eq!(w.retype(ObjectType::PageTable, 0, 920, 2), None);
+    for slot in [920, 921] {
+        let table = Invocation::PageTableMap {
+            vaddr: 0x6000_0000,
+            attr: 0,
+        };
+        assert_eq!(w.error(s, slot, table, &[SLOT_VSPACE]), None);
     }
-    assert!(a.k.translate(asid_a, 0x6000_5000).is_some());
-    for slot in (900..908).chain([930]) {
-        let (x, _) = a.k.lookup_cap(a.server, slot).unwrap();
-        let (y, _) = b.k.lookup_cap(b.server, slot).unwrap();
-        assert_eq!(x, y, "slot {slot}");
+    w
+}
+
+/// Asserts that every world of [`map_world`]'s maps the first 64 KiB at
+/// 0x6000_0000 as the first does, with the same frame caps (slots 900..908
+/// and 930), and that the first maps 0x6000_5000.
+fn assert_same_mappings(worlds: &mut [World]) {
+    let [a, rest @ ..] = worlds else {
+        return;
+    };
+    let (asid, _) = a.k.thread_asid(a.server).unwrap();
+    assert!(a.k.translate(asid, 0x6000_5000).is_some());
+    for w in rest {
+        let (other, _) = w.k.thread_asid(w.server).unwrap();
+        for page in 0..16 {
+            let va = 0x6000_0000 + page * 0x1000;
+            assert_eq!(a.k.translate(asid, va), w.k.translate(other, va), "{va:#x}");
+        }
+        for slot in (900..908).chain([930]) {
+            let (x, _) = a.k.lookup_cap(a.server, slot).unwrap();
+            let (y, _) = w.k.lookup_cap(w.server, slot).unwrap();
+            assert_eq!(x, y, "slot {slot}");
+        }
     }
 }
 
@@ -579,21 +591,12 @@ fn the_one_frame_map_is_the_batch_of_one() {
     // words in registers) and as VSpace_MapFrames of count 1, each through
     // the dedicated path and the general path: the same replies,
     // translations and frame caps in all four worlds.
-    let mut worlds = [World::new(), World::new(), World::new(), World::new()];
-    worlds[1].k.fastpath = false;
-    worlds[3].k.fastpath = false;
-    for w in &mut worlds {
-        let s = w.server;
-        assert_eq!(w.retype(ObjectType::SmallPage, 0, 900, 8), None);
-        assert_eq!(w.retype(ObjectType::PageTable, 0, 920, 2), None);
-        for slot in [920, 921] {
-            let table = Invocation::PageTableMap {
-                vaddr: 0x6000_0000,
-                attr: 0,
-            };
-            assert_eq!(w.error(s, slot, table, &[SLOT_VSPACE]), None);
-        }
-    }
+    let mut worlds = [
+        map_world(true),
+        map_world(false),
+        map_world(true),
+        map_world(false),
+    ];
     let rw = CapRights::READ_WRITE.word();
     let calls: &[(u64, u64, u64)] = &[
         // (frame, address, rights)
@@ -650,23 +653,7 @@ fn the_one_frame_map_is_the_batch_of_one() {
     assert_eq!(errors, 8, "{:?}", replies[0]);
     assert_eq!(worlds[0].k.fastpath_hits, calls.len() as u64);
     assert_eq!(worlds[2].k.fastpath_hits, calls.len() as u64);
-    let ([a], rest) = worlds.split_at_mut(1) else {
-        unreachable!()
-    };
-    let (asid, _) = a.k.thread_asid(a.server).unwrap();
-    assert!(a.k.translate(asid, 0x6000_5000).is_some());
-    for w in rest {
-        let (other, _) = w.k.thread_asid(w.server).unwrap();
-        for page in 0..16 {
-            let va = 0x6000_0000 + page * 0x1000;
-            assert_eq!(a.k.translate(asid, va), w.k.translate(other, va), "{va:#x}");
-        }
-        for slot in (900..908).chain([930]) {
-            let (x, _) = a.k.lookup_cap(a.server, slot).unwrap();
-            let (y, _) = w.k.lookup_cap(w.server, slot).unwrap();
-            assert_eq!(x, y, "slot {slot}");
-        }
-    }
+    assert_same_mappings(&mut worlds);
 }
 
 #[test]
