@@ -112,6 +112,41 @@ fn page_tables_grow_on_demand() {
 }
 
 #[test]
+fn page_table_chunks_go_back_when_their_client_goes() {
+    let w = Scenario::new()
+        .client("sparse", Grants::default(), 8192, |mm| {
+            // One page in each of 1600 separate 2 MiB ranges: 1600
+            // level-3 tables, four chunks of them at least.
+            let a = mm.mmap_raw(0, 1600 * MIB2, RW, NOFLAGS).unwrap();
+            for i in 0..1600 {
+                poke(a + i * MIB2 + 8, i);
+            }
+            assert_eq!(mm.resident(), 1600);
+        })
+        .build();
+    w.run_ok();
+    let census = w.log.lock().unwrap().census.clone();
+    let grown = census.iter().map(|c| c.mem.page_tables).max().unwrap();
+    let first = w.first();
+    let last = w.last();
+    assert!(grown >= 1600, "{grown} vs {first:?}");
+    // The client's exit frees its tables; whole free chunks go back to the
+    // allocator down to the pool's size at start (its reserve), keeping one
+    // chunk's worth of spare tables (plus the partly used chunks).
+    assert!(
+        last.mem.page_tables + 1024 <= grown,
+        "{grown} -> {:?}",
+        last.mem
+    );
+    assert!(
+        last.mem.page_tables <= first.mem.page_tables + 2 * 512
+            && last.mem.page_tables >= first.mem.page_tables,
+        "{first:?} -> {last:?}"
+    );
+    w.assert_all_returned();
+}
+
+#[test]
 fn exhaustion_is_refused_and_changes_nothing() {
     let w = Scenario::new()
         .ram(24 << 20)

@@ -112,7 +112,9 @@ pub struct ServerConfig {
     /// least 1024.
     pub extra_caps: Option<u64>,
     /// 2 MiB chunks turned into page tables at start (more are converted on
-    /// demand); `None`: one per 64 chunks of RAM, at least one.
+    /// demand, and given back when whole chunks of them are free again; the
+    /// pool never shrinks below its start); `None`: one per 64 chunks of
+    /// RAM, at least one.
     pub page_table_chunks: Option<u64>,
     /// Frames kept pre-zeroed (per zone: unmovable, movable, reclaimable),
     /// refilled while the server is idle.

@@ -48,6 +48,10 @@ use crate::cspace::{CHUNK_FRAMES, Layout};
 use crate::error::Fail;
 use crate::util::{BitSet, RunAlloc};
 
+/// Free page tables the pool keeps when it gives chunks back (one chunk's
+/// worth: the next client's tables come without a conversion).
+const PT_SPARE: u64 = CHUNK_FRAMES;
+
 /// Where the server's window onto RAM starts in its own address space.
 pub const WINDOW_BASE: u64 = 0x2000_0000_0000;
 
@@ -192,6 +196,8 @@ pub(crate) struct Phys {
     /// `W(k)` holds a small frame cap.
     has_cap: BitSet,
     pt_free: Vec<CPtr>,
+    /// Page tables the pool keeps at least (its size after start-up).
+    pt_reserve: u64,
     window: TableSet,
     extra: RunAlloc,
     dev: Vec<DevRange>,
@@ -329,6 +335,7 @@ impl Phys {
             dev_busy: BitSet::new(first),
             has_cap: init.has_cap,
             pt_free: Vec::new(),
+            pt_reserve: 0,
             window: TableSet::default(),
             extra: RunAlloc::new(lay.x_count),
             dev,
@@ -892,12 +899,67 @@ impl Phys {
         Ok(())
     }
 
-    /// Uninstalls every table of `set` and returns them to the pool.
-    pub fn release_tables(&mut self, set: &mut TableSet) {
+    /// Uninstalls every table of `set` and returns them to the pool; whole
+    /// chunks of free tables the pool grew by beyond its reserve go back to
+    /// the frame allocator.
+    pub fn release_tables(&mut self, set: &mut TableSet) -> Result<(), Fail> {
         for pt in set.drain() {
             let _ = rt::invoke::page_table_unmap(pt);
             self.pt_free.push(pt);
         }
+        self.shrink_pt_pool()
+    }
+
+    /// Makes the pool's present size its reserve: it never gives chunks
+    /// back below it (start-up sizes the pool from the configuration).
+    pub fn reserve_pt_pool(&mut self) {
+        self.pt_reserve = self.counters.page_tables;
+    }
+
+    /// Whether the pool may give a chunk back: it stays at its reserve or
+    /// above, with at least [`PT_SPARE`] free tables.
+    fn pt_pool_has_extra(&self) -> bool {
+        self.pt_free.len() as u64 >= PT_SPARE + CHUNK_FRAMES
+            && self.counters.page_tables >= self.pt_reserve + CHUNK_FRAMES
+    }
+
+    /// Gives back the chunks none of whose 512 tables is installed, while
+    /// the pool has more than it keeps ([`Phys::pt_pool_has_extra`]).
+    fn shrink_pt_pool(&mut self) -> Result<(), Fail> {
+        if !self.pt_pool_has_extra() {
+            return Ok(());
+        }
+        let w0 = self.lay.w(0).0;
+        let mut free_in: BTreeMap<usize, u64> = BTreeMap::new();
+        for pt in &self.pt_free {
+            *free_in.entry(self.chunk_of(pt.0 - w0)).or_insert(0) += 1;
+        }
+        for (c, n) in free_in {
+            if !self.pt_pool_has_extra() {
+                break;
+            }
+            if n == CHUNK_FRAMES && self.chunks[c].role == Role::PageTables {
+                self.release_pt_chunk(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// PageTables → Small, the chunk's frames free in the allocator: its
+    /// 512 tables (all in the pool, none installed) leave the pool.
+    fn release_pt_chunk(&mut self, c: usize) -> Result<(), Fail> {
+        let k0 = c as u64 * CHUNK_FRAMES;
+        let tables = self.lay.w(k0).0..self.lay.w(k0 + CHUNK_FRAMES).0;
+        self.pt_free.retain(|pt| !tables.contains(&pt.0));
+        self.counters.page_tables -= CHUNK_FRAMES;
+        // Revokes the tables' caps and retypes fresh (zero) small frames.
+        self.make_small(c)?;
+        for k in k0..k0 + CHUNK_FRAMES {
+            self.owner[k as usize] = Owner::Free;
+        }
+        self.alloc
+            .free_pages(mm_core::addr::Pfn(self.lay.pfn(k0)), 9)
+            .map_err(|_| Fail::Bug("free a page-table chunk", ErrorReply::IllegalOperation))
     }
 
     // ----- the window ------------------------------------------------------------

@@ -248,6 +248,7 @@ impl Server {
         for _ in 0..want {
             phys.grow_pt_pool().map_err(fail)?;
         }
+        phys.reserve_pt_pool();
         for c in 0..lay.chunks as usize {
             if matches!(phys.chunk_role(c), Role::Small | Role::Fixed) {
                 phys.map_window(c).map_err(fail)?;

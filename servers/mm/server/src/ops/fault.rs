@@ -222,7 +222,9 @@ impl Server {
             }
         }
         let mut tables = core::mem::take(&mut self.clients[ci as usize].tables);
-        self.phys.release_tables(&mut tables);
+        if let Err(Fail::Bug(w, e)) = self.phys.release_tables(&mut tables) {
+            self.bug(w, e);
+        }
         let removed = self.clients[ci as usize].regions.unmap_all();
         {
             let c = &mut self.clients[ci as usize];
