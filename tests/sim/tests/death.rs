@@ -117,7 +117,12 @@ fn clients_killed_at_random_syscalls_return_everything() {
     w.run_ok();
     let total = w.first_client_syscalls();
     assert!(total >= 20, "{total}");
-    for seed in 0..100 {
+    // More seeds for a longer hunt: MM_DEATH_SEEDS=1000 cargo test ...
+    let seeds = std::env::var("MM_DEATH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100u64);
+    for seed in 0..seeds {
         let n = kill_point(seed, total);
         machine(seed, Some(n), true).run_killed(n, seed);
     }

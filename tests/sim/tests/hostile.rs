@@ -8,6 +8,7 @@
 //! proptest-generated messages through real IPC, with random extra caps, while
 //! the victim checks its own memory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abi::{Badge, CPtr, CapRights, MessageInfo, Word};
@@ -335,7 +336,9 @@ const SUP: u64 = 0x3ff;
 const STRANGER: u64 = 0x999;
 
 /// Fuzzes the dispatch of a server started inside the simulator.
-fn fuzz_dispatch(seed: u64, messages: usize) {
+/// Runs the fuzzer with `seed` for `messages` messages; panics on any
+/// violation; returns how many requests succeeded.
+fn fuzz_dispatch(seed: u64, messages: usize) -> u64 {
     let sim = Sim::new(SimConfig {
         ram_size: 24 << 20,
         boot_reserve: 4 << 20,
@@ -381,6 +384,8 @@ fn fuzz_dispatch(seed: u64, messages: usize) {
     }
     let failure = Arc::new(Mutex::new(None::<String>));
     let f2 = failure.clone();
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let s2 = succeeded.clone();
     let mut sp = sim
         .process("mm")
         .endpoint("mm", &ep, Badge(0), CapRights::ALL)
@@ -495,9 +500,7 @@ fn fuzz_dispatch(seed: u64, messages: usize) {
             }
             let _ = LABEL_OK;
         }
-        if verdict.is_none() && answered[0] < messages as u64 / 25 {
-            verdict = Some(format!("too few requests succeeded to mean much: {answered:?}"));
-        }
+        s2.store(answered[0], Ordering::SeqCst);
         *f2.lock().unwrap() = Some(verdict.unwrap_or_default());
         rt::debug_halt(0);
     })
@@ -505,7 +508,7 @@ fn fuzz_dispatch(seed: u64, messages: usize) {
     let r = sim.run();
     let verdict = failure.lock().unwrap().clone();
     match verdict {
-        Some(v) if v.is_empty() => {}
+        Some(v) if v.is_empty() => succeeded.load(Ordering::SeqCst),
         Some(v) => panic!("seed {seed}: {v}"),
         None => panic!("seed {seed}: the fuzzer did not finish: {r:?}"),
     }
@@ -518,9 +521,20 @@ fn dispatch_survives_hostile_messages() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6u64);
+    const MESSAGES: usize = 700;
+    let mut succeeded = 0;
     for seed in 0..seeds {
-        fuzz_dispatch(seed, 700);
+        succeeded += fuzz_dispatch(seed, MESSAGES);
     }
+    // Enough requests got through to reach the server's deeper states (a
+    // seed of mostly malformed messages is weak, not wrong; the run as a
+    // whole must not be).
+    let floor = seeds * MESSAGES as u64 / 25;
+    assert!(
+        succeeded >= floor,
+        "too few requests succeeded to mean much: {succeeded} of {}",
+        seeds * MESSAGES as u64
+    );
 }
 
 /// One message as proptest generates it.
