@@ -1546,26 +1546,11 @@ impl<M: Machine> Kernel<M> {
             self.set_frame_mapping(slot, Some(Mapping { asid, vaddr: va }));
             return Ok(());
         }
-        if va & (vmsa::PAGE_SIZE - 1) != 0 {
-            return Err(at(ErrorReply::AlignmentError));
-        }
-        match va.checked_add(vmsa::PAGE_SIZE) {
-            Some(end) if va >= USER_VADDR_MIN && end <= USER_VADDR_END => {}
-            _ => return Err(at(ErrorReply::InvalidArgument { index: 0 })),
-        }
-        let table = self.leaf_table_4k(root, va).map_err(at)?;
-        let entry = table + vmsa::index(va, 3) as u64 * 8;
-        let existing = vmsa::Descriptor(self.machine.read_word(entry));
-        let fresh = !existing.is_valid() || !existing.is_leaf(3);
-        let same = mapping.is_some() && existing.address() == paddr;
-        if !(fresh || same) {
-            return Err(at(ErrorReply::DeleteFirst));
-        }
-        let granted = cap_rights.intersect(CapRights::from_word(rights));
-        if !granted.can_read() {
-            return Err(at(ErrorReply::InvalidArgument { index: 3 }));
-        }
-        let attrs = page_attrs(granted, attr);
+        let mask = CapRights::from_word(rights);
+        let mut leaf = (Word::MAX, 0);
+        let (entry, existing) =
+            check_4k(&self.machine, root, asid, mask, va, &frame, &mut leaf).map_err(at)?;
+        let attrs = page_attrs(cap_rights.intersect(mask), attr);
         if existing.0 == 0 {
             let d = vmsa::Descriptor::page(paddr, attrs);
             self.machine.write_word(entry, d.0);
@@ -1643,9 +1628,9 @@ impl<M: Machine> Kernel<M> {
                 let at = i + k as Word;
                 let va = vaddr.wrapping_add(at.wrapping_mul(vmsa::PAGE_SIZE));
                 let checked = view.and_then(|f| {
-                    let t = check_4k(&self.machine, root, asid, mask, va, &f, &mut leaf)?;
+                    check_4k(&self.machine, root, asid, mask, va, &f, &mut leaf)?;
                     if at == 0 {
-                        leaf0 = (va >> vmsa::level_shift(2), t);
+                        leaf0 = leaf;
                     }
                     Ok(())
                 });
@@ -2038,9 +2023,10 @@ fn frame_view(cap: &Cap) -> Result<FrameView, ErrorReply> {
     }
 }
 
-/// The checks of `map_frames_checked` for a frame (`frame`) of a batch
-/// that started with a 4 KiB frame, mapped at `va`, in their order; `leaf`
-/// caches the last 2 MiB region's level-3 table. Returns that table.
+/// The checks of `map_frames_checked` for a 4 KiB frame (`frame`) mapped
+/// at `va`, in their order (a batch's frame, or the one frame of a demand
+/// fault's map); `leaf` caches the last 2 MiB region's level-3 table.
+/// Returns the address of the level-3 entry for `va` and what it holds.
 #[inline(always)]
 fn check_4k<M: Machine>(
     machine: &M,
@@ -2050,7 +2036,7 @@ fn check_4k<M: Machine>(
     va: Word,
     frame: &FrameView,
     leaf: &mut (Word, u64),
-) -> Result<u64, ErrorReply> {
+) -> Result<(u64, vmsa::Descriptor), ErrorReply> {
     if 1u64 << frame.size_bits != vmsa::PAGE_SIZE {
         return Err(ErrorReply::InvalidArgument { index: 0 });
     }
@@ -2081,7 +2067,7 @@ fn check_4k<M: Machine>(
     if !frame.rights.intersect(mask).can_read() {
         return Err(ErrorReply::InvalidArgument { index: 3 });
     }
-    Ok(leaf.1)
+    Ok((entry, existing))
 }
 
 /// `derive_cap(mask_rights(cap, mask))` of a frame cap (a copy of it with
