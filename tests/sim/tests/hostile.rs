@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use abi::fault::VmFault;
 use abi::{Badge, CPtr, CapRights, MessageInfo, Word};
 use libmm::protocol::{
     self, Align, Gfp, LABEL_ERROR, LABEL_MALFORMED, LABEL_OK, LABEL_REQUEST, List, MAX_WORDS,
@@ -468,7 +469,19 @@ fn fuzz_dispatch(seed: u64, messages: usize) -> u64 {
                 };
                 ([5, 5, 5, 1, 2, 3][(raw[4] % 6) as usize], vec![0x40_0000, addr, 0, fsr])
             };
-            let out = s.dispatch(who, MessageInfo::new(label, 0, 0, words.len()), &words);
+            // A VM fault whole in four words takes the serve loop's road
+            // (`dispatch_vm_fault`) half the time, the general one else.
+            let out = if label == 5 && words.len() == 4 && raw[5].is_multiple_of(2) {
+                let v = VmFault {
+                    ip: words[0],
+                    addr: words[1],
+                    instruction: words[2] != 0,
+                    fsr: words[3],
+                };
+                s.dispatch_vm_fault(who, v)
+            } else {
+                s.dispatch(who, MessageInfo::new(label, 0, 0, words.len()), &words)
+            };
             if let Err(e) = s.check() {
                 verdict = Some(format!("step {step}: {e}"));
                 break;
