@@ -261,7 +261,7 @@ extern "C" fn handle_el0_sync() -> *mut Context {
     if ec == EC_SVC64 {
         // The MM server's batched map goes without the general path's
         // generic parts; the caller keeps running in its address space.
-        if k.fast_invoke_map_frames(cur) {
+        if k.map_call_kind(cur).is_some() && k.fast_invoke_map_frames(cur) {
             return match k.tcbs.get_mut(cur) {
                 Some(t) => &mut t.context as *mut Context,
                 None => boot::next_context(k),

@@ -347,6 +347,24 @@ impl<M: Machine> Kernel<M> {
         );
     }
 
+    /// Whether `cur`'s syscall is a Call that [`Kernel::fast_invoke_map_frames`]
+    /// takes: `Some(true)` for `VSpace_MapFrame` with four words,
+    /// `Some(false)` for `VSpace_MapFrames` with five, neither with caps.
+    /// Inlined where the general path starts, so that its other syscalls
+    /// pass by at the cost of these tests alone.
+    #[inline(always)]
+    pub fn map_call_kind(&self, cur: ObjId) -> Option<bool> {
+        if cfg!(test) && !self.fastpath {
+            return None;
+        }
+        let x = &self.tcbs.get(cur)?.context.x;
+        let info = MessageInfo::from_word(x[1]);
+        let one = info.label() == InvocationLabel::VSpaceMapFrame as Word && info.length() == 4;
+        let many = info.label() == InvocationLabel::VSpaceMapFrames as Word && info.length() == 5;
+        (x[7] == Syscall::Call.number() as Word && info.extra_caps() == 0 && (one || many))
+            .then_some(one)
+    }
+
     /// A Call of `VSpace_MapFrame` with its four arguments in registers or
     /// of `VSpace_MapFrames` with its five (the MM server's mapping of a
     /// page, on every page fault it serves, and of runs of frames), done by
@@ -359,22 +377,13 @@ impl<M: Machine> Kernel<M> {
     /// turns into a fault or an error before the invocation runs (a failed
     /// lookup, no IPC buffer for a fifth word, another cap type).
     pub fn fast_invoke_map_frames(&mut self, cur: ObjId) -> bool {
-        if cfg!(test) && !self.fastpath {
+        let Some(one) = self.map_call_kind(cur) else {
             return false;
-        }
+        };
         let Some(t) = self.tcbs.get(cur) else {
             return false;
         };
         let x = &t.context.x;
-        let info = MessageInfo::from_word(x[1]);
-        let one = info.label() == InvocationLabel::VSpaceMapFrame as Word && info.length() == 4;
-        if x[7] != Syscall::Call.number() as Word
-            || info.extra_caps() != 0
-            || !(one
-                || info.label() == InvocationLabel::VSpaceMapFrames as Word && info.length() == 5)
-        {
-            return false;
-        }
         let (cptr, mr) = (x[0], [x[2], x[3], x[4], x[5]]);
         // The slots it named last time, if its cached view is current (see
         // `FastInfo`): the same lookups' results, found again without
