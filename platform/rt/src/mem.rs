@@ -37,6 +37,15 @@ pub fn memfns_self_test() -> Result<(), (usize, usize, usize)> {
     backend::memfns_self_test()
 }
 
+/// Checks [`zero`]'s QEMU implementation (`dc zva` over whole blocks,
+/// stores around them) against a byte model for lengths around its
+/// thresholds at offsets across a block; returns the first failing case as
+/// (length, offset).
+#[cfg(target_os = "none")]
+pub fn zero_self_test() -> Result<(), (usize, usize)> {
+    backend::zero_self_test()
+}
+
 /// Copies `len` bytes from `src` to `dst` (overlapping ranges copy as memmove does).
 pub fn copy(dst: Word, src: Word, len: Word) -> Result<(), MemoryError> {
     let mut buf = [0u8; 256];

@@ -31,6 +31,7 @@ use crate::MemoryError;
 mod fastmem;
 mod memfns;
 
+pub(crate) use fastmem::zero_self_test;
 pub(crate) use memfns::self_test as memfns_self_test;
 
 /// Traps into the kernel with x0 = dest, x1 = info, x2..x5 = mrs, x7 = the
