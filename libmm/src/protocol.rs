@@ -691,7 +691,7 @@ pub enum Request {
 
     // ----- statistics and lifecycle ----------------------------------------
     /// Free pages per zone and order (both zones, even an empty one).
-    /// Reply: [`Reply::Zones`].
+    /// Any client may ask, and the supervisor. Reply: [`Reply::Zones`].
     ZoneStats,
     /// The caller's accounting. Reply: [`Reply::Client`].
     ClientStats,
@@ -699,8 +699,10 @@ pub enum Request {
     /// created are destroyed). Reply: Done. The server serves it no more:
     /// later requests, a second Exit included, get PermissionDenied.
     Exit,
-    /// From the supervisor only (the badge the server's manifest names):
-    /// `client` died; release everything it held. Reply: Done (also for a
+    /// From the supervisor only (the badge the server's manifest names; it
+    /// is no client, and besides this may only ask `ZoneStats` and
+    /// `MemInfo`: anything else gets PermissionDenied): `client` died; stop
+    /// its threads and release everything it held. Reply: Done (also for a
     /// client already reclaimed). Errors: PermissionDenied (not the
     /// supervisor), NoSuchHandle (no such client). Idempotent.
     ClientDied {
@@ -710,7 +712,8 @@ pub enum Request {
     /// Every frame the server manages, by class: free, pre-zeroed,
     /// clients', shared objects', page tables, the server's own objects.
     /// The classes add up to `total` (frame conservation), so a client can
-    /// check that what it gave back really came back. Any client may ask.
+    /// check that what it gave back really came back. Any client may ask,
+    /// and the supervisor.
     /// Reply: [`Reply::Mem`]. Idempotent. Linux: `/proc/meminfo`.
     MemInfo,
 }

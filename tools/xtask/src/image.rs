@@ -22,7 +22,8 @@
 //!
 //! ```toml
 //! [mm]                      # the MM server's policy (all optional)
-//! supervisor = 0xffff       # the badge allowed to report a client's death
+//! supervisor = 0xffff       # the badge allowed to report a client's death (a
+//!                           # process with this badge is no client: no [process.mm])
 //! self_check = true         # check every invariant after each message
 //! verbose = true            # report fatal faults and deaths
 //! zero_pool = [64, 256, 0]  # pre-zeroed frames per zone
@@ -184,13 +185,23 @@ pub fn mm_config(manifest: &Manifest) -> Result<Option<String>> {
         if p.role == RoleSpec::Server {
             continue;
         }
+        let badge = p.badge.unwrap_or(i as u64 + 1);
+        if policy.supervisor == Some(badge) {
+            // The supervisor is no client of the MM server.
+            if p.mm.is_some() {
+                return Err(format!(
+                    "process `{}` is the supervisor (badge {badge:#x}): it takes no [process.mm]",
+                    p.name
+                ));
+            }
+            continue;
+        }
         let Some(c) = &p.mm else {
             return Err(format!(
                 "client `{}` has no [process.mm] table (quota and grants for the MM server)",
                 p.name
             ));
         };
-        let badge = p.badge.unwrap_or(i as u64 + 1);
         let mut text = format!("client {badge:#x} {i} {}", c.quota_pages);
         for g in &c.grants {
             if !["pages", "dma", "user_access"].contains(&g.as_str()) {
@@ -344,6 +355,11 @@ mod tests {
             [process.mm]
             quota_pages = 10
             window = [0x10000000, 0x20000000]
+
+            [[process]]
+            name = "sup"
+            program = "demo"
+            badge = 0xffff
             "#,
         )
         .unwrap();
@@ -368,5 +384,10 @@ mod tests {
         assert!(mm_config(&m).unwrap_err().contains("unknown grant"));
         let m: Manifest = toml::from_str("[[process]]\nname = \"a\"\nprogram = \"p\"\n").unwrap();
         assert_eq!(mm_config(&m).unwrap(), None);
+        let m: Manifest = toml::from_str(
+            "[mm]\nsupervisor = 7\n[[process]]\nname = \"s\"\nprogram = \"p\"\nbadge = 7\n[process.mm]\nquota_pages = 1\n",
+        )
+        .unwrap();
+        assert!(mm_config(&m).unwrap_err().contains("is the supervisor"));
     }
 }

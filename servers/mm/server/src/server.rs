@@ -373,11 +373,18 @@ impl Server {
 
     /// Handles a decoded request.
     fn request(&mut self, badge: u64, req: Request) -> Result<Reply, Fail> {
-        if let Request::ClientDied { client } = req {
-            if self.config.supervisor != Some(badge) || badge == 0 {
-                return Err(MmError::PermissionDenied.into());
-            }
-            return self.client_died(client);
+        if self.config.supervisor == Some(badge) && badge != 0 {
+            // The supervisor is no client: it reports deaths and may read
+            // the global statistics, nothing else.
+            return match req {
+                Request::ClientDied { client } => self.client_died(client),
+                Request::ZoneStats => Ok(self.zone_stats()),
+                Request::MemInfo => Ok(self.mem_info()),
+                _ => Err(MmError::PermissionDenied.into()),
+            };
+        }
+        if let Request::ClientDied { .. } = req {
+            return Err(MmError::PermissionDenied.into());
         }
         let ci = self.client(badge)?;
         use Request as R;

@@ -171,6 +171,11 @@ impl Server {
     /// `ClientDied` from the supervisor.
     pub(crate) fn client_died(&mut self, client: ClientId) -> Result<Reply, Fail> {
         let &ci = self.by_badge.get(&client).ok_or(MmError::NoSuchHandle)?;
+        let c = &self.clients[ci as usize];
+        if c.alive {
+            // Reported dead, perhaps still running: it runs no more.
+            let _ = rt::invoke::tcb_suspend(c.tcb);
+        }
         self.reclaim(ci, "died");
         Ok(Reply::Done)
     }
