@@ -792,6 +792,24 @@ impl MemInfo {
     }
 }
 
+/// `T frames = F free + Z pre-zeroed + C clients' + S shared + P page
+/// tables + R the server's objects` (the classes adding up to the total).
+impl core::fmt::Display for MemInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} frames = {} free + {} pre-zeroed + {} clients' + {} shared + {} page tables + {} the server's objects",
+            self.total,
+            self.free,
+            self.zero_pool,
+            self.clients,
+            self.shared,
+            self.page_tables,
+            self.reserved
+        )
+    }
+}
+
 /// A successful reply.
 // Replies live on the stack only until encoded; boxing the large variants
 // would need a heap in every client.

@@ -809,3 +809,22 @@ fn map_replies_carry_the_length() {
     let d = mm.memdup_user(MOCK_CLIENT, src.addr(), 10).unwrap();
     assert_eq!(d.len(), PAGE_SIZE);
 }
+
+#[test]
+fn mem_info_reads_as_its_classes_adding_up() {
+    use alloc::format;
+    let m = crate::protocol::MemInfo {
+        total: 100,
+        free: 50,
+        zero_pool: 10,
+        clients: 20,
+        shared: 5,
+        page_tables: 10,
+        reserved: 5,
+    };
+    assert!(m.conserved());
+    assert_eq!(
+        format!("{m}"),
+        "100 frames = 50 free + 10 pre-zeroed + 20 clients' + 5 shared + 10 page tables + 5 the server's objects"
+    );
+}

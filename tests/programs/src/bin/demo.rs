@@ -438,16 +438,7 @@ mod program {
             free(&before) + tables_before == free(&after) + tables_after + res_end,
         );
         let m = mm.mem_info().unwrap_or_default();
-        rt::println!(
-            "meminfo: {} frames = {} free + {} pre-zeroed + {} clients' + {} shared + {} page tables + {} the server's objects",
-            m.total,
-            m.free,
-            m.zero_pool,
-            m.clients,
-            m.shared,
-            m.page_tables,
-            m.reserved
-        );
+        rt::println!("meminfo: {m}");
         r.check("frame conservation", m.conserved() && m.clients == res_end);
         finish(&r);
     }

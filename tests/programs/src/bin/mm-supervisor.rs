@@ -48,16 +48,7 @@ mod program {
         );
         match mm.mem_info() {
             Ok(m) => {
-                rt::println!(
-                    "mm-supervisor: after: {} frames = {} free + {} pre-zeroed + {} clients' + {} shared + {} page tables + {} the server's",
-                    m.total,
-                    m.free,
-                    m.zero_pool,
-                    m.clients,
-                    m.shared,
-                    m.page_tables,
-                    m.reserved
-                );
+                rt::println!("mm-supervisor: after: {m}");
                 t.eq("no client frame left", m.clients, 0);
                 t.check("every frame accounted for", m.conserved());
                 t.eq(
