@@ -1,7 +1,7 @@
 //! The system calls: seL4's `handleSyscall`, `handleInvocation` and `handleRecv`, and kernel entry.
 //!
 //! The architecture code saves the user registers into the current thread's
-//! [`Context`](super::object::Context) and calls [`Kernel::handle_event`]
+//! [`Context`] and calls [`Kernel::handle_event`]
 //! (or [`Kernel::enter_syscall`]); afterwards `sched.current` names the
 //! thread to resume (whose context it restores) or `None` to idle.
 //!

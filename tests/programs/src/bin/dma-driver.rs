@@ -39,7 +39,7 @@
 //! against the kernel's answer), so `follow_pfn(page) * 4096 + offset ==
 //! bus` checks the bus address the pool handed out (the server's record
 //! of the chunk, plus the block's offset) against the frame the kernel
-//! really mapped there. The checker ([`Kernel::check`]) does that for
+//! really mapped there. The checker (`Kernel::check`) does that for
 //! every page a block or buffer touches, and is itself tested: a bus
 //! address a page off, 16 bytes off, another chunk's, and an unmapped
 //! address must all be caught.
