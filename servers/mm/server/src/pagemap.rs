@@ -461,6 +461,149 @@ mod tests {
         assert_eq!(m.all(), []);
     }
 
+    mod model {
+        //! The page map against a map of pages (blocks as 512 pages with
+        //! consecutive frames), over random operations in a few 2 MiB
+        //! regions, so that leaves come, go and come back (and their slab
+        //! indices and the cached leaf are reused).
+        use super::*;
+        use alloc::collections::BTreeMap;
+        use proptest::prelude::*;
+
+        const REGIONS: u64 = 4;
+        const BASE: u64 = 0x4000_0000;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Set(u64, u64),
+            Remove(u64),
+            SetRun(u64, u64, u64),
+            SetBlock(u64, u64),
+            RemoveBlock(u64),
+            Get(u64),
+        }
+
+        fn page() -> impl Strategy<Value = u64> {
+            (0..REGIONS * 512).prop_map(|i| BASE + i * PAGE_SIZE)
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (page(), 1u64..1000).prop_map(|(v, f)| Op::Set(v, f)),
+                4 => page().prop_map(Op::Remove),
+                1 => (page(), 1u64..700, 1u64..1000).prop_map(|(v, n, f)| Op::SetRun(v, n, f)),
+                1 => (0..REGIONS, 1u64..1000).prop_map(|(r, f)| Op::SetBlock(r, f)),
+                1 => (0..REGIONS).prop_map(Op::RemoveBlock),
+                3 => page().prop_map(Op::Get),
+            ]
+        }
+
+        fn pte(f: u64) -> Pte {
+            Pte::new(f * 512, Hold::Own, true, true, false, 0)
+        }
+
+        /// The model: page -> entry; blocks by region.
+        #[derive(Default)]
+        struct Model {
+            pages: BTreeMap<u64, Pte>,
+            blocks: BTreeMap<u64, Pte>,
+        }
+
+        impl Model {
+            fn region_of(va: u64) -> u64 {
+                (va - BASE) / LEAF_SPAN
+            }
+            fn in_block(&self, va: u64) -> bool {
+                self.blocks.contains_key(&Self::region_of(va))
+            }
+            fn get(&self, va: u64) -> Option<Pte> {
+                if let Some(b) = self.blocks.get(&Self::region_of(va)) {
+                    let i = (va % LEAF_SPAN) / PAGE_SIZE;
+                    return Some(Pte::new(b.pfn() + i, Hold::Own, true, true, false, 0));
+                }
+                self.pages.get(&va).copied()
+            }
+            fn leaf_empty(&self, va: u64) -> bool {
+                let r = Self::region_of(va);
+                !self.blocks.contains_key(&r)
+                    && !self.pages.keys().any(|&p| Self::region_of(p) == r)
+            }
+            fn count(&self) -> u64 {
+                self.pages.len() as u64 + 512 * self.blocks.len() as u64
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn page_map_matches_a_map_of_pages(ops in proptest::collection::vec(op(), 1..120)) {
+                let mut m = PageMap::default();
+                let mut want = Model::default();
+                for op in ops {
+                    match op {
+                        Op::Set(va, f) => {
+                            let got = m.set(va, pte(f));
+                            if want.in_block(va) {
+                                prop_assert_eq!(got, None);
+                            } else {
+                                prop_assert_eq!(got, want.pages.insert(va, pte(f)));
+                            }
+                        }
+                        Op::Remove(va) => {
+                            let got = m.remove(va);
+                            if want.in_block(va) {
+                                prop_assert_eq!(got, None);
+                            } else {
+                                prop_assert_eq!(got, want.pages.remove(&va));
+                            }
+                        }
+                        Op::SetRun(va, n, f) => {
+                            let end = (BASE + REGIONS * LEAF_SPAN - va) / PAGE_SIZE;
+                            let n = n.min(end);
+                            if (0..n).any(|i| want.in_block(va + i * PAGE_SIZE)) {
+                                continue; // set_run's callers never run into a block
+                            }
+                            m.set_run(va, n, |i| pte(f + i));
+                            for i in 0..n {
+                                want.pages.insert(va + i * PAGE_SIZE, pte(f + i));
+                            }
+                        }
+                        Op::SetBlock(r, f) => {
+                            let va = BASE + r * LEAF_SPAN;
+                            if !want.leaf_empty(va) {
+                                continue; // set_block's callers empty the leaf first
+                            }
+                            m.set_block(va, pte(f));
+                            want.blocks.insert(r, pte(f));
+                        }
+                        Op::RemoveBlock(r) => {
+                            let va = BASE + r * LEAF_SPAN;
+                            prop_assert_eq!(m.remove_block(va), want.blocks.remove(&r));
+                        }
+                        Op::Get(va) => {
+                            prop_assert_eq!(m.get(va), want.get(va));
+                            prop_assert_eq!(m.leaf_empty(va), want.leaf_empty(va));
+                        }
+                    }
+                    prop_assert_eq!(m.pages(), want.count());
+                }
+                for r in 0..REGIONS {
+                    let va = BASE + r * LEAF_SPAN;
+                    for i in (0..512).step_by(37) {
+                        prop_assert_eq!(m.get(va + i * PAGE_SIZE), want.get(va + i * PAGE_SIZE));
+                    }
+                }
+                let pages: Vec<Entry> = m
+                    .all()
+                    .into_iter()
+                    .filter(|e| matches!(e, Entry::Page(..)))
+                    .collect();
+                let want_pages: Vec<Entry> =
+                    want.pages.iter().map(|(&va, &p)| Entry::Page(va, p)).collect();
+                prop_assert_eq!(pages, want_pages);
+            }
+        }
+    }
+
     #[test]
     fn set_run_is_set_of_each_page() {
         // Runs across leaves, over entries already there, of every length.
