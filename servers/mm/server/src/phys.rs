@@ -932,13 +932,19 @@ impl Phys {
         let w0 = self.lay.w(0).0;
         let mut free_in: BTreeMap<usize, u64> = BTreeMap::new();
         for pt in &self.pt_free {
-            *free_in.entry(self.chunk_of(pt.0 - w0)).or_insert(0) += 1;
+            if let Some(k) = pt.0.checked_sub(w0) {
+                *free_in.entry(self.chunk_of(k)).or_insert(0) += 1;
+            }
         }
         for (c, n) in free_in {
             if !self.pt_pool_has_extra() {
                 break;
             }
-            if n == CHUNK_FRAMES && self.chunks[c].role == Role::PageTables {
+            let tables = self
+                .chunks
+                .get(c)
+                .is_some_and(|ch| ch.role == Role::PageTables);
+            if n == CHUNK_FRAMES && tables {
                 self.release_pt_chunk(c)?;
             }
         }
