@@ -122,8 +122,8 @@ pub extern "C" fn kernel_main(dtb: u64, boot_counter: u64) -> ! {
         kprintln!("BENCH boot.to_banner.qemu.instructions {instructions} instructions");
     }
     if info.has_flag("selftest-mem") {
-        // The kernel's own memcpy and memset (tests/qemu/boot).
-        match crate::arch::mem::self_test() {
+        // The kernel's memcpy and memset (`memfns`; tests/qemu/boot).
+        match memfns::self_test() {
             Ok(()) => kprintln!("selftest: memcpy and memset ok"),
             Err((len, from, to)) => {
                 kprintln!("selftest: memcpy or memset wrong: {len} bytes, offsets {from} -> {to}");

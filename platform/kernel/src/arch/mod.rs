@@ -11,7 +11,6 @@ pub mod entry;
 pub mod gic;
 pub mod heap;
 pub mod machine;
-pub mod mem;
 pub mod mmu;
 pub mod semihosting;
 pub mod timer;

@@ -29,7 +29,6 @@ use abi::{Syscall, Word};
 use crate::MemoryError;
 
 mod fastmem;
-mod memfns;
 
 pub(crate) use fastmem::zero_self_test;
 pub(crate) use memfns::self_test as memfns_self_test;
