@@ -513,28 +513,42 @@ impl Phys {
 
     // ----- taking and giving back frames --------------------------------------
 
+    /// The frame index of `pfn`, a frame the allocator handed out (outside
+    /// the layout: a server bug).
+    #[inline(always)]
+    fn allocated_index(&self, pfn: u64) -> Result<u64, Fail> {
+        self.lay.index(pfn).ok_or(Fail::Bug(
+            "allocator frame outside layout",
+            ErrorReply::IllegalOperation,
+        ))
+    }
+
+    /// Chunk `c`, which holds allocated frames, as small frames with their
+    /// map caps: a Large chunk goes back to small frames.
+    #[inline(always)]
+    fn small_frames_ready(&mut self, c: usize) -> Result<(), Fail> {
+        match self.chunks[c].role {
+            Role::Large => self.make_small(c)?,
+            Role::Small | Role::Fixed => {}
+            Role::Absent | Role::PageTables => {
+                return Err(Fail::Bug(
+                    "allocated frame in a chunk without frames",
+                    ErrorReply::IllegalOperation,
+                ));
+            }
+        }
+        self.ensure_map_caps(c)
+    }
+
     /// Makes the just-allocated frames `[pfn, pfn + count)` ready for a
     /// client: chunks back to small frames, map caps made, contents zeroed
     /// (unless known zero), owner recorded.
     pub fn take(&mut self, pfn: u64, count: u64, owner: Owner) -> Result<(), Fail> {
-        let k0 = self.lay.index(pfn).ok_or(Fail::Bug(
-            "allocator frame outside layout",
-            ErrorReply::IllegalOperation,
-        ))?;
+        let k0 = self.allocated_index(pfn)?;
         let first = self.chunk_of(k0);
         let last = self.chunk_of(k0 + count - 1);
         for c in first..=last {
-            match self.chunks[c].role {
-                Role::Large => self.make_small(c)?,
-                Role::Small | Role::Fixed => {}
-                Role::Absent | Role::PageTables => {
-                    return Err(Fail::Bug(
-                        "allocated frame in a chunk without frames",
-                        ErrorReply::IllegalOperation,
-                    ));
-                }
-            }
-            self.ensure_map_caps(c)?;
+            self.small_frames_ready(c)?;
         }
         zero_dirty(&self.lay, &self.clean, &mut self.counters, k0, count)?;
         self.clean.set_range(k0, k0 + count, false);
@@ -547,22 +561,8 @@ impl Phys {
     /// [`Phys::take`] of the one frame `pfn` (the fault path's case);
     /// returns its frame index.
     pub fn take_one(&mut self, pfn: u64, owner: Owner) -> Result<u64, Fail> {
-        let k = self.lay.index(pfn).ok_or(Fail::Bug(
-            "allocator frame outside layout",
-            ErrorReply::IllegalOperation,
-        ))?;
-        let c = self.chunk_of(k);
-        match self.chunks[c].role {
-            Role::Large => self.make_small(c)?,
-            Role::Small | Role::Fixed => {}
-            Role::Absent | Role::PageTables => {
-                return Err(Fail::Bug(
-                    "allocated frame in a chunk without frames",
-                    ErrorReply::IllegalOperation,
-                ));
-            }
-        }
-        self.ensure_map_caps(c)?;
+        let k = self.allocated_index(pfn)?;
+        self.small_frames_ready(self.chunk_of(k))?;
         if self.clean.get(k) {
             self.counters.fresh += 1;
             self.clean.set(k, false);
@@ -580,10 +580,7 @@ impl Phys {
     /// cannot be converted (its frames come from smaller Untypeds): the
     /// caller uses it as 512 small frames instead.
     pub fn take_huge(&mut self, pfn: u64, owner: Owner) -> Result<bool, Fail> {
-        let k0 = self.lay.index(pfn).ok_or(Fail::Bug(
-            "allocator frame outside layout",
-            ErrorReply::IllegalOperation,
-        ))?;
+        let k0 = self.allocated_index(pfn)?;
         let c = self.chunk_of(k0);
         match self.chunks[c].role {
             Role::Large => {}
