@@ -58,7 +58,7 @@ use super::Kernel;
 use super::cap::{Cap, ObjId};
 use super::invoke::{Failure, FrameRun};
 use super::object::{
-    AddressSpace, CNode, Context, Endpoint, EndpointState, FastInfo, QueueLinks, Slab, Slot,
+    AddressSpace, Boxed, CNode, Context, Endpoint, EndpointState, FastInfo, QueueLinks, Slab, Slot,
     SlotRef, Tcb, ThreadState, tcb_slot,
 };
 use super::sched::Action;
@@ -585,20 +585,8 @@ impl<M: Machine> Kernel<M> {
             return None;
         }
 
-        // Commit; nothing below fails. The reply cap: a child of the
-        // caller's master reply cap (what `cte_insert` does, field by field).
-        master.next = Some(SlotRef::tcb(dest, tcb_slot::CALLER));
-        *slot = Slot {
-            cap: Cap::Reply {
-                tcb: cur,
-                can_grant,
-                master: false,
-            },
-            prev: Some(SlotRef::tcb(cur, tcb_slot::REPLY)),
-            next: None,
-            revocable: false,
-            first_badged: false,
-        };
+        // Commit; nothing below fails.
+        give_reply_cap(master, slot, cur, dest, can_grant);
         // The caller waits for the reply; the receiver gets the message.
         t.state = ThreadState::BlockedOnReply;
         d.context.x[0] = badge;
@@ -610,14 +598,7 @@ impl<M: Machine> Kernel<M> {
         };
         // The receiver leaves the endpoint's queue (it was its head).
         let next = core::mem::take(&mut d.ipc_links).next;
-        ep.queue.head = next;
-        match next.and_then(|n| tcbs.get_mut(n)) {
-            Some(n) => n.ipc_links.prev = None,
-            None => {
-                ep.queue.tail = None;
-                ep.state = EndpointState::Idle;
-            }
-        }
+        pop_head(ep, tcbs, next);
         fast_switch(sched, dest);
         Some(switch)
     }
@@ -679,19 +660,8 @@ impl<M: Machine> Kernel<M> {
             return None;
         }
 
-        // Commit; nothing below fails. The reply cap, as in `fastpath_call`.
-        master.next = Some(SlotRef::tcb(dest, tcb_slot::CALLER));
-        *slot = Slot {
-            cap: Cap::Reply {
-                tcb: cur,
-                can_grant,
-                master: false,
-            },
-            prev: Some(SlotRef::tcb(cur, tcb_slot::REPLY)),
-            next: None,
-            revocable: false,
-            first_badged: false,
-        };
+        // Commit; nothing below fails.
+        give_reply_cap(master, slot, cur, dest, can_grant);
         // The thread waits for the reply with its fault recorded; the
         // handler gets the fault message (`Fault::to_mrs`).
         t.fault = Some(Fault::VmFault(fault));
@@ -710,14 +680,7 @@ impl<M: Machine> Kernel<M> {
         };
         // The handler leaves the endpoint's queue (it was its head).
         let next = core::mem::take(&mut d.ipc_links).next;
-        ep.queue.head = next;
-        match next.and_then(|n| tcbs.get_mut(n)) {
-            Some(n) => n.ipc_links.prev = None,
-            None => {
-                ep.queue.tail = None;
-                ep.state = EndpointState::Idle;
-            }
-        }
+        pop_head(ep, tcbs, next);
         fast_switch(sched, dest);
         Some(switch)
     }
@@ -972,6 +935,39 @@ fn fast_endpoint(
             Some((id, badge, rights))
         }
         _ => None,
+    }
+}
+
+/// The fastpaths' reply cap: in the receiver's caller slot `slot`, a child
+/// of the caller's master reply cap `master` (what `cte_insert` does,
+/// field by field), for caller `cur` and receiver `dest`.
+#[inline(always)]
+fn give_reply_cap(master: &mut Slot, slot: &mut Slot, cur: ObjId, dest: ObjId, can_grant: bool) {
+    master.next = Some(SlotRef::tcb(dest, tcb_slot::CALLER));
+    *slot = Slot {
+        cap: Cap::Reply {
+            tcb: cur,
+            can_grant,
+            master: false,
+        },
+        prev: Some(SlotRef::tcb(cur, tcb_slot::REPLY)),
+        next: None,
+        revocable: false,
+        first_badged: false,
+    };
+}
+
+/// Ends the removal of the head of `ep`'s queue, whose links are taken:
+/// `next` (its successor) becomes the head, or the endpoint goes idle.
+#[inline(always)]
+fn pop_head(ep: &mut Endpoint, tcbs: &mut Slab<Boxed<Tcb>>, next: Option<ObjId>) {
+    ep.queue.head = next;
+    match next.and_then(|n| tcbs.get_mut(n)) {
+        Some(n) => n.ipc_links.prev = None,
+        None => {
+            ep.queue.tail = None;
+            ep.state = EndpointState::Idle;
+        }
     }
 }
 
