@@ -1515,13 +1515,7 @@ impl<M: Machine> Kernel<M> {
         let mut run = hint_run(hint, first);
         let (frame, slot) = self.batch_frame_run(cur, first, 0, &mut run)?;
         // As `map_frames_checked`'s hint: the whole run found.
-        *hint = FrameRun {
-            cptr: run.cptr.wrapping_sub(run.back as Word),
-            cnode: slot.cnode,
-            index: run.index - run.back,
-            left: run.left + run.back,
-            back: 0,
-        };
+        *hint = run.whole();
         let FrameView {
             paddr,
             size_bits,
@@ -1604,20 +1598,8 @@ impl<M: Machine> Kernel<M> {
                 if 1u64 << frame.size_bits != vmsa::PAGE_SIZE {
                     return None;
                 }
-                run0 = FrameRun {
-                    cptr: first,
-                    cnode: slot.cnode,
-                    index: slot.index,
-                    left: run.left + 1,
-                    back: 0,
-                };
-                *hint = FrameRun {
-                    cptr: run.cptr.wrapping_sub(run.back as Word),
-                    cnode: slot.cnode,
-                    index: run.index - run.back,
-                    left: run.left + run.back,
-                    back: 0,
-                };
+                run0 = run.starting_at(first);
+                *hint = run.whole();
             }
             // This frame, then the rest of its run in the batch.
             let more = (run.left as Word).min(count - i - 1);
@@ -1801,24 +1783,12 @@ impl<M: Machine> Kernel<M> {
                 };
                 let (frame, slot) = self.batch_frame_run(cur, first, i, &mut run)?;
                 if pass == 0 && i == 0 {
-                    run0 = FrameRun {
-                        cptr: first,
-                        cnode: slot.cnode,
-                        index: slot.index,
-                        left: run.left + 1,
-                        back: 0,
-                    };
+                    run0 = run.starting_at(first);
                     // The hint covers the whole run found, the slots before
                     // this one included (when the lookup ended at its
                     // CNode's index bits, that is the whole CNode): the
                     // next call's frame is often another slot of it.
-                    *hint = FrameRun {
-                        cptr: run.cptr.wrapping_sub(run.back as Word),
-                        cnode: slot.cnode,
-                        index: run.index - run.back,
-                        left: run.left + run.back,
-                        back: 0,
-                    };
+                    *hint = run.whole();
                 }
                 let FrameView {
                     paddr,
@@ -1921,15 +1891,9 @@ impl<M: Machine> Kernel<M> {
         let mut run0 = FrameRun::NONE;
         let mut run = run0;
         for i in 0..count {
-            let (_, slot) = self.batch_frame_run(cur, first, i, &mut run)?;
+            self.batch_frame_run(cur, first, i, &mut run)?;
             if i == 0 {
-                run0 = FrameRun {
-                    cptr: first,
-                    cnode: slot.cnode,
-                    index: slot.index,
-                    left: run.left + 1,
-                    back: 0,
-                };
+                run0 = run.starting_at(first);
             }
         }
         let mut run = run0;
@@ -2119,6 +2083,31 @@ pub struct FrameRun {
 }
 
 impl FrameRun {
+    /// The whole run this cursor is in, the slots before it included: a
+    /// hint for the next batch (its first frame is often another slot of
+    /// the same CNode).
+    fn whole(&self) -> FrameRun {
+        FrameRun {
+            cptr: self.cptr.wrapping_sub(self.back as Word),
+            cnode: self.cnode,
+            index: self.index - self.back,
+            left: self.left + self.back,
+            back: 0,
+        }
+    }
+
+    /// The run from the slot just found for CPtr `first` (this cursor is
+    /// just past it): where a second pass over the batch starts.
+    fn starting_at(&self, first: Word) -> FrameRun {
+        FrameRun {
+            cptr: first,
+            cnode: self.cnode,
+            index: self.index - 1,
+            left: self.left + 1,
+            back: 0,
+        }
+    }
+
     /// No run.
     pub const NONE: FrameRun = FrameRun {
         cptr: 0,
